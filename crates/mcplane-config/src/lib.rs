@@ -1,0 +1,136 @@
+//! mcplane's configuration: one YAML file, typed.
+//!
+//! The file is read as text, `${ENV}` references are interpolated ([`interpolate`]), the result is
+//! deserialized into raw `*Spec` types (every struct denies unknown keys, so a typo is an error
+//! that names its key path), then lowered into one validated, immutable [`Config`]. Sections that
+//! later features will implement are accepted and reported as [`Notice`]s ("not yet active"),
+//! never silently ignored. [`json_schema`] generates the JSON Schema published in `docs/`.
+
+mod duration;
+mod error;
+mod interpolate;
+mod mcp;
+mod server;
+mod spec;
+
+pub use duration::HumanDuration;
+pub use error::ConfigError;
+pub use interpolate::interpolate;
+pub use mcp::{
+    FailMode, McpConfig, NamingConfig, PrefixMode, RestartPolicy, Timeouts, Transport,
+    UpstreamConfig,
+};
+pub use server::ServerConfig;
+pub use spec::ConfigSpec;
+
+use std::path::Path;
+
+/// Something worth telling the operator about a valid config (e.g. a section not active yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Key path the notice is about, e.g. `models`.
+    pub path: String,
+    /// What the operator should know.
+    pub message: String,
+}
+
+/// The validated, immutable configuration every other crate reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listener and edge limits.
+    pub server: ServerConfig,
+    /// The MCP gateway face.
+    pub mcp: McpConfig,
+}
+
+/// A loaded config plus what the operator should be told about it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated config.
+    pub config: Config,
+    /// Sections accepted but not active yet, and similar remarks.
+    pub notices: Vec<Notice>,
+}
+
+/// Reads, interpolates, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    parse(&text, &|name| std::env::var(name).ok())
+}
+
+/// Parses config text with a caller-supplied environment (tests pass a map).
+pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
+    let text = interpolate(text, env)?;
+    let spec = spec::ConfigSpec::from_yaml(&text)?;
+    spec.lower()
+}
+
+/// The JSON Schema of the config file, generated from the spec types.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ConfigSpec)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let l = parse("", &no_env).unwrap();
+        assert_eq!(l.config.server.listen.to_string(), "127.0.0.1:4000");
+        assert!(l.config.mcp.servers.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_its_path() {
+        let err = parse(
+            "mcp:\n  servers:\n    a: { transport: stdio, command: x, comand: y }\n",
+            &no_env,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("mcp.servers.a"), "{text}");
+        assert!(text.contains("comand"), "{text}");
+    }
+
+    #[test]
+    fn missing_command_names_its_path() {
+        let err = parse("mcp:\n  servers:\n    a: { transport: stdio }\n", &no_env).unwrap_err();
+        assert!(err.to_string().starts_with("mcp.servers.a.command:"), "{err}");
+    }
+
+    #[test]
+    fn bad_url_and_listen_are_rejected() {
+        let err = parse(
+            "mcp:\n  servers:\n    a: { transport: streamable_http, url: 'ftp://x' }\n",
+            &no_env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("mcp.servers.a.url:"), "{err}");
+        let err = parse("server: { listen: nope }\n", &no_env).unwrap_err();
+        assert!(err.to_string().starts_with("server.listen:"), "{err}");
+    }
+
+    #[test]
+    fn inactive_sections_are_reported() {
+        let l = parse("models: []\nbudgets: []\n", &no_env).unwrap();
+        let paths: Vec<_> = l.notices.iter().map(|n| n.path.as_str()).collect();
+        assert_eq!(paths, ["models", "budgets"]);
+    }
+
+    #[test]
+    fn schema_has_the_top_level_sections() {
+        let s = json_schema();
+        let props = s["properties"].as_object().unwrap();
+        for key in ["server", "mcp", "models", "audit"] {
+            assert!(props.contains_key(key), "{key}");
+        }
+    }
+}

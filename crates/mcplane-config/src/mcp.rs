@@ -1,0 +1,359 @@
+//! The `mcp` section: upstream MCP servers and how their names are exposed.
+
+use crate::{ConfigError, HumanDuration};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How upstream names are prefixed with their server's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefixMode {
+    /// Always `server__name`.
+    #[default]
+    Always,
+    /// Only names that collide across servers get a prefix.
+    WhenNeeded,
+    /// Never prefix; a collision is reported (logs, `/readyz`) and the later server's item is hidden.
+    Never,
+}
+
+/// What a list does when an upstream is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Return what the healthy upstreams give.
+    #[default]
+    FailOpen,
+    /// Fail the whole list with an error naming the failed upstream.
+    FailClosed,
+}
+
+/// `mcp.naming` as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamingSpec {
+    /// `always` (default) | `when_needed` | `never`.
+    pub prefix: Option<PrefixMode>,
+    /// Between server and item name. Default `__`. Only `[A-Za-z0-9_.-]`.
+    pub delimiter: Option<String>,
+    /// Longest exposed name; longer ones are shortened with a stable hash suffix. Default and max 64.
+    pub max_len: Option<usize>,
+}
+
+/// Per-upstream timeouts as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSpec {
+    /// Connecting (HTTP) or spawning (stdio). Default `10s`.
+    pub connect: Option<HumanDuration>,
+    /// The `initialize` handshake. Default `30s`.
+    pub initialize: Option<HumanDuration>,
+    /// Any single request. Default `60s`.
+    pub call: Option<HumanDuration>,
+}
+
+/// Restart back-off for stdio servers as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSpec {
+    /// First delay after an exit. Default `500ms`.
+    pub initial_backoff: Option<HumanDuration>,
+    /// Longest delay. Default `30s`.
+    pub max_backoff: Option<HumanDuration>,
+}
+
+/// One `mcp.servers.<name>` entry as written.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSpec {
+    /// `stdio` | `streamable_http` | `sse` (legacy HTTP+SSE, 2024-11-05).
+    pub transport: TransportKind,
+    /// stdio: program to run (no shell; looked up on PATH).
+    pub command: Option<String>,
+    /// stdio: arguments.
+    pub args: Option<Vec<String>>,
+    /// stdio: environment variables set for the process.
+    pub env: Option<BTreeMap<String, String>>,
+    /// stdio: names of mcplane's own environment variables passed through. The environment is
+    /// otherwise cleared except `PATH`, `HOME`, `LANG`, `TZ`, `TMPDIR`.
+    pub env_passthrough: Option<Vec<String>>,
+    /// stdio: working directory.
+    pub cwd: Option<PathBuf>,
+    /// HTTP transports: the server's URL.
+    pub url: Option<String>,
+    /// HTTP transports: headers sent with every request (use `${ENV}` for secrets).
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Timeouts for this upstream.
+    pub timeouts: Option<TimeoutsSpec>,
+    /// stdio: restart back-off.
+    pub restart: Option<RestartSpec>,
+}
+
+/// Transport names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// A local subprocess speaking newline-delimited JSON-RPC.
+    Stdio,
+    /// Streamable HTTP (2025-03-26 and later).
+    StreamableHttp,
+    /// Legacy HTTP+SSE (2024-11-05).
+    Sse,
+}
+
+/// `mcp:` as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpSpec {
+    /// How exposed names are formed.
+    pub naming: Option<NamingSpec>,
+    /// `fail_open` (default): lists return what works; `fail_closed`: lists fail if an upstream is down.
+    pub on_upstream_failure: Option<FailMode>,
+    /// Upstream MCP servers by name (`[A-Za-z0-9_-]`, the name used as prefix).
+    pub servers: Option<BTreeMap<String, UpstreamSpec>>,
+    /// Curated endpoints at `/mcp/{name}` (not active yet).
+    pub virtual_servers: Option<serde_json::Value>,
+}
+
+/// Validated naming rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamingConfig {
+    /// Prefix mode.
+    pub prefix: PrefixMode,
+    /// Delimiter between server and item.
+    pub delimiter: String,
+    /// Longest exposed name.
+    pub max_len: usize,
+}
+
+impl Default for NamingConfig {
+    fn default() -> Self {
+        NamingConfig {
+            prefix: PrefixMode::Always,
+            delimiter: "__".into(),
+            max_len: 64,
+        }
+    }
+}
+
+/// Validated timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connect / spawn.
+    pub connect: Duration,
+    /// Initialize handshake.
+    pub initialize: Duration,
+    /// One request.
+    pub call: Duration,
+}
+
+/// Validated restart back-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// First delay.
+    pub initial_backoff: Duration,
+    /// Longest delay.
+    pub max_backoff: Duration,
+}
+
+/// How to reach one upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// A subprocess.
+    Stdio {
+        /// Program.
+        command: String,
+        /// Arguments.
+        args: Vec<String>,
+        /// Variables set.
+        env: BTreeMap<String, String>,
+        /// Variables passed through from mcplane's environment.
+        env_passthrough: Vec<String>,
+        /// Working directory.
+        cwd: Option<PathBuf>,
+        /// Restart back-off.
+        restart: RestartPolicy,
+    },
+    /// Streamable HTTP.
+    StreamableHttp {
+        /// Endpoint.
+        url: url::Url,
+        /// Extra headers.
+        headers: BTreeMap<String, String>,
+    },
+    /// Legacy HTTP+SSE.
+    Sse {
+        /// The SSE endpoint.
+        url: url::Url,
+        /// Extra headers.
+        headers: BTreeMap<String, String>,
+    },
+}
+
+/// One validated upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Its name (the prefix).
+    pub name: String,
+    /// How to reach it.
+    pub transport: Transport,
+    /// Its timeouts.
+    pub timeouts: Timeouts,
+}
+
+/// Validated `mcp` section.
+#[derive(Debug, Clone, Default)]
+pub struct McpConfig {
+    /// Naming rules.
+    pub naming: NamingConfig,
+    /// List behaviour when an upstream is down.
+    pub on_upstream_failure: FailMode,
+    /// Upstreams in name order.
+    pub servers: Vec<UpstreamConfig>,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn dur(d: &Option<HumanDuration>, default_secs: f64) -> Duration {
+    d.map_or(Duration::from_secs_f64(default_secs), |d| d.0)
+}
+
+impl McpSpec {
+    pub(crate) fn lower(self) -> Result<McpConfig, ConfigError> {
+        let naming = self.naming.unwrap_or_default();
+        let delimiter = naming.delimiter.unwrap_or_else(|| "__".into());
+        if delimiter.is_empty()
+            || !delimiter
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(ConfigError::invalid(
+                "mcp.naming.delimiter",
+                format!("{delimiter:?} is not allowed; expected one or more of [A-Za-z0-9_.-]"),
+            ));
+        }
+        let max_len = naming.max_len.unwrap_or(64);
+        if !(16..=64).contains(&max_len) {
+            return Err(ConfigError::invalid(
+                "mcp.naming.max_len",
+                format!("{max_len} is out of range; expected 16..=64"),
+            ));
+        }
+        let mut servers = Vec::new();
+        for (name, s) in self.servers.unwrap_or_default() {
+            let at = format!("mcp.servers.{name}");
+            if !valid_name(&name) {
+                return Err(ConfigError::invalid(
+                    at,
+                    "server names may only use [A-Za-z0-9_-]",
+                ));
+            }
+            servers.push(s.lower(name, &at)?);
+        }
+        Ok(McpConfig {
+            naming: NamingConfig {
+                prefix: naming.prefix.unwrap_or_default(),
+                delimiter,
+                max_len,
+            },
+            on_upstream_failure: self.on_upstream_failure.unwrap_or_default(),
+            servers,
+        })
+    }
+}
+
+impl UpstreamSpec {
+    fn lower(self, name: String, at: &str) -> Result<UpstreamConfig, ConfigError> {
+        let t = self.timeouts.unwrap_or_default();
+        let timeouts = Timeouts {
+            connect: dur(&t.connect, 10.0),
+            initialize: dur(&t.initialize, 30.0),
+            call: dur(&t.call, 60.0),
+        };
+        let only = |key: &str, present: bool, transport: &str| {
+            if present {
+                Err(ConfigError::invalid(
+                    format!("{at}.{key}"),
+                    format!("not used by transport {transport}; remove it"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let transport = match self.transport {
+            TransportKind::Stdio => {
+                only("url", self.url.is_some(), "stdio")?;
+                only("headers", self.headers.is_some(), "stdio")?;
+                let command = self.command.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("{at}.command"),
+                        "required for transport stdio: the program to run (no shell)",
+                    )
+                })?;
+                let r = self.restart.unwrap_or_default();
+                let restart = RestartPolicy {
+                    initial_backoff: dur(&r.initial_backoff, 0.5),
+                    max_backoff: dur(&r.max_backoff, 30.0),
+                };
+                if restart.max_backoff < restart.initial_backoff {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.restart.max_backoff"),
+                        "must not be shorter than initial_backoff",
+                    ));
+                }
+                Transport::Stdio {
+                    command,
+                    args: self.args.unwrap_or_default(),
+                    env: self.env.unwrap_or_default(),
+                    env_passthrough: self.env_passthrough.unwrap_or_default(),
+                    cwd: self.cwd,
+                    restart,
+                }
+            }
+            kind @ (TransportKind::StreamableHttp | TransportKind::Sse) => {
+                let tname = if kind == TransportKind::Sse { "sse" } else { "streamable_http" };
+                for (key, present) in [
+                    ("command", self.command.is_some()),
+                    ("args", self.args.is_some()),
+                    ("env", self.env.is_some()),
+                    ("env_passthrough", self.env_passthrough.is_some()),
+                    ("cwd", self.cwd.is_some()),
+                    ("restart", self.restart.is_some()),
+                ] {
+                    only(key, present, tname)?;
+                }
+                let raw = self.url.ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("{at}.url"),
+                        format!("required for transport {tname}: the server's http(s) URL"),
+                    )
+                })?;
+                let url = url::Url::parse(&raw)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            format!("{at}.url"),
+                            "not an http(s) URL; expected e.g. \"http://127.0.0.1:3001/mcp\"",
+                        )
+                    })?;
+                let headers = self.headers.unwrap_or_default();
+                if kind == TransportKind::Sse {
+                    Transport::Sse { url, headers }
+                } else {
+                    Transport::StreamableHttp { url, headers }
+                }
+            }
+        };
+        Ok(UpstreamConfig {
+            name,
+            transport,
+            timeouts,
+        })
+    }
+}
