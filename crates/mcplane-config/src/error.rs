@@ -12,7 +12,9 @@ pub enum ConfigError {
         reason: String,
     },
     /// `${NAME}` referenced an unset variable.
-    #[error("line {line}: environment variable {name} is not set (referenced as ${{{name}}}; set it or use ${{{name}:-default}})")]
+    #[error(
+        "line {line}: environment variable {name} is not set (referenced as ${{{name}}}; set it or use ${{{name}:-default}})"
+    )]
     MissingEnv {
         /// Variable name.
         name: String,

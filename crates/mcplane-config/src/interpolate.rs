@@ -7,7 +7,10 @@
 use crate::ConfigError;
 
 /// Replaces `${NAME}` / `${NAME:-default}` in `text` using `env`.
-pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+pub fn interpolate(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let line_of = |consumed: &str| text[..text.len() - consumed.len()].matches('\n').count() + 1;
@@ -19,10 +22,12 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
             rest = lit;
         } else if let Some(body) = after.strip_prefix("${") {
             let line = line_of(after);
-            let end = body.find('}').ok_or_else(|| ConfigError::BadInterpolation {
-                line,
-                reason: "missing closing '}'".into(),
-            })?;
+            let end = body
+                .find('}')
+                .ok_or_else(|| ConfigError::BadInterpolation {
+                    line,
+                    reason: "missing closing '}'".into(),
+                })?;
             let inner = &body[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),

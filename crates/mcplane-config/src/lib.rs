@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn missing_command_names_its_path() {
         let err = parse("mcp:\n  servers:\n    a: { transport: stdio }\n", &no_env).unwrap_err();
-        assert!(err.to_string().starts_with("mcp.servers.a.command:"), "{err}");
+        assert!(
+            err.to_string().starts_with("mcp.servers.a.command:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -216,7 +216,9 @@ pub struct McpConfig {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn dur(d: &Option<HumanDuration>, default_secs: f64) -> Duration {
@@ -289,12 +291,15 @@ impl UpstreamSpec {
             TransportKind::Stdio => {
                 only("url", self.url.is_some(), "stdio")?;
                 only("headers", self.headers.is_some(), "stdio")?;
-                let command = self.command.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
-                    ConfigError::invalid(
-                        format!("{at}.command"),
-                        "required for transport stdio: the program to run (no shell)",
-                    )
-                })?;
+                let command = self
+                    .command
+                    .filter(|c| !c.trim().is_empty())
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            format!("{at}.command"),
+                            "required for transport stdio: the program to run (no shell)",
+                        )
+                    })?;
                 let r = self.restart.unwrap_or_default();
                 let restart = RestartPolicy {
                     initial_backoff: dur(&r.initial_backoff, 0.5),
@@ -316,7 +321,11 @@ impl UpstreamSpec {
                 }
             }
             kind @ (TransportKind::StreamableHttp | TransportKind::Sse) => {
-                let tname = if kind == TransportKind::Sse { "sse" } else { "streamable_http" };
+                let tname = if kind == TransportKind::Sse {
+                    "sse"
+                } else {
+                    "streamable_http"
+                };
                 for (key, present) in [
                     ("command", self.command.is_some()),
                     ("args", self.args.is_some()),

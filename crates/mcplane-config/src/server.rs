@@ -53,7 +53,9 @@ impl ServerSpec {
         let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
             ConfigError::invalid(
                 "server.listen",
-                format!("{listen_text:?} is not an address; expected IP:PORT such as \"127.0.0.1:4000\""),
+                format!(
+                    "{listen_text:?} is not an address; expected IP:PORT such as \"127.0.0.1:4000\""
+                ),
             )
         })?;
         for (i, o) in self.allowed_origins.iter().flatten().enumerate() {

@@ -80,7 +80,9 @@ impl ConfigSpec {
         if mcp_spec.virtual_servers.is_some() {
             notices.push(Notice {
                 path: "mcp.virtual_servers".into(),
-                message: "accepted but not active yet: virtual servers are not implemented in this build".into(),
+                message:
+                    "accepted but not active yet: virtual servers are not implemented in this build"
+                        .into(),
             });
         }
         let config = Config {
