@@ -1,0 +1,1 @@
+//! mcplane data plane: HTTP listeners and routes.

@@ -1,0 +1,3 @@
+//! The `mcplane` binary: the composition root.
+
+fn main() {}
