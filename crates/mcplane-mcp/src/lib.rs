@@ -8,3 +8,4 @@
 pub mod jsonrpc;
 pub mod protocol;
 pub mod server;
+pub mod upstream;
