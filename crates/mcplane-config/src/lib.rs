@@ -6,22 +6,57 @@
 //! later features will implement are accepted and reported as [`Notice`]s ("not yet active"),
 //! never silently ignored. [`json_schema`] generates the JSON Schema published in `docs/`.
 
+mod audit;
+mod auth;
+mod budget;
+mod cache;
 mod duration;
 mod error;
+mod guardrails;
 mod interpolate;
 mod mcp;
+mod models;
+mod policy;
+mod reference;
+mod routing;
+mod secret;
 mod server;
 mod spec;
+mod store;
+mod tenants;
+mod validate;
+mod virtual_server;
 
+pub use audit::{AuditDurability, AuditExportSpec, AuditSpec, CheckpointSpec};
+pub use auth::{AuthSpec, ClaimsSpec, JwtAlgorithm, JwtIssuerSpec, OAuthResourceSpec};
+pub use budget::{AlertAt, BudgetSpec, BudgetWindowSpec, OnLimit, SCOPE_KINDS};
+pub use cache::{CacheBackend, CacheSpec, ExactCacheSpec, SemanticCacheSpec};
 pub use duration::HumanDuration;
 pub use error::ConfigError;
+pub use guardrails::{
+    ApprovalsSpec, ClassifierFailMode, ClassifierSpec, DetectorAction, EgressSpec, GuardrailsSpec,
+    SandboxMode, SandboxSpec, ToolPinningSpec,
+};
 pub use interpolate::interpolate;
 pub use mcp::{
-    FailMode, McpConfig, NamingConfig, PrefixMode, RestartPolicy, Timeouts, Transport,
-    UpstreamConfig,
+    FailMode, McpConfig, McpSpec, NamingConfig, NamingSpec, PrefixMode, RestartPolicy, RestartSpec,
+    Timeouts, TimeoutsSpec, Transport, TransportKind, UpstreamConfig, UpstreamSpec,
 };
-pub use server::ServerConfig;
-pub use spec::ConfigSpec;
+pub use models::{
+    Capability, ComplianceSpec, CostSpec, EndpointSpec, ModelSpec, PerformanceSpec, Provider,
+};
+pub use policy::{LogDetail, PolicyAction, PolicyActionsSpec, PolicySpec, PolicyThen, ShadowSpec};
+pub use reference::reference_markdown;
+pub use routing::{
+    AliasSpec, CircuitBreakerSpec, ModelTimeoutsSpec, RetrySpec, RouteStrategy, RoutingSpec,
+    RoutingWeightsSpec,
+};
+pub use secret::SecretString;
+pub use server::{ServerConfig, ServerSpec};
+pub use spec::{ConfigSpec, PendingSections};
+pub use store::StoreSpec;
+pub use tenants::{OrgSpec, ProjectDetailsSpec, ProjectSpec, RateLimitSpec, TeamSpec, TenantsSpec};
+pub use virtual_server::{ItemOverrideSpec, VirtualServerSpec};
 
 use std::path::Path;
 
@@ -41,6 +76,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The MCP gateway face.
     pub mcp: McpConfig,
+    /// Sections validated but not active yet (each reported as a [`Notice`]).
+    pub pending: PendingSections,
 }
 
 /// A loaded config plus what the operator should be told about it.

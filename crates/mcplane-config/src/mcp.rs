@@ -1,6 +1,6 @@
 //! The `mcp` section: upstream MCP servers and how their names are exposed.
 
-use crate::{ConfigError, HumanDuration};
+use crate::{ConfigError, HumanDuration, VirtualServerSpec};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -35,11 +35,14 @@ pub enum FailMode {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamingSpec {
-    /// `always` (default) | `when_needed` | `never`.
+    /// How item names are prefixed with their server's name.
+    #[schemars(extend("default" = "always"))]
     pub prefix: Option<PrefixMode>,
-    /// Between server and item name. Default `__`. Only `[A-Za-z0-9_.-]`.
+    /// Between server and item name. Only `[A-Za-z0-9_.-]`.
+    #[schemars(extend("default" = "__"))]
     pub delimiter: Option<String>,
-    /// Longest exposed name; longer ones are shortened with a stable hash suffix. Default and max 64.
+    /// Longest exposed name (16 to 64); longer ones are shortened with a stable hash suffix.
+    #[schemars(extend("default" = 64))]
     pub max_len: Option<usize>,
 }
 
@@ -47,11 +50,14 @@ pub struct NamingSpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsSpec {
-    /// Connecting (HTTP) or spawning (stdio). Default `10s`.
+    /// Connecting (HTTP) or spawning (stdio).
+    #[schemars(extend("default" = "10s"))]
     pub connect: Option<HumanDuration>,
-    /// The `initialize` handshake. Default `30s`.
+    /// The `initialize` handshake.
+    #[schemars(extend("default" = "30s"))]
     pub initialize: Option<HumanDuration>,
-    /// Any single request. Default `60s`.
+    /// Any single request.
+    #[schemars(extend("default" = "60s"))]
     pub call: Option<HumanDuration>,
 }
 
@@ -59,9 +65,11 @@ pub struct TimeoutsSpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestartSpec {
-    /// First delay after an exit. Default `500ms`.
+    /// First delay after an exit.
+    #[schemars(extend("default" = "500ms"))]
     pub initial_backoff: Option<HumanDuration>,
-    /// Longest delay. Default `30s`.
+    /// Longest delay.
+    #[schemars(extend("default" = "30s"))]
     pub max_backoff: Option<HumanDuration>,
 }
 
@@ -69,7 +77,7 @@ pub struct RestartSpec {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSpec {
-    /// `stdio` | `streamable_http` | `sse` (legacy HTTP+SSE, 2024-11-05).
+    /// How mcplane reaches the server.
     pub transport: TransportKind,
     /// stdio: program to run (no shell; looked up on PATH).
     pub command: Option<String>,
@@ -110,12 +118,13 @@ pub enum TransportKind {
 pub struct McpSpec {
     /// How exposed names are formed.
     pub naming: Option<NamingSpec>,
-    /// `fail_open` (default): lists return what works; `fail_closed`: lists fail if an upstream is down.
+    /// What a list does when an upstream is down.
+    #[schemars(extend("default" = "fail_open"))]
     pub on_upstream_failure: Option<FailMode>,
     /// Upstream MCP servers by name (`[A-Za-z0-9_-]`, the name used as prefix).
     pub servers: Option<BTreeMap<String, UpstreamSpec>>,
-    /// Curated endpoints at `/mcp/{name}` (not active yet).
-    pub virtual_servers: Option<serde_json::Value>,
+    /// Curated endpoints at `/mcp/{name}` (`[A-Za-z0-9_-]`). Not active yet.
+    pub virtual_servers: Option<BTreeMap<String, VirtualServerSpec>>,
 }
 
 /// Validated naming rules.
@@ -159,8 +168,9 @@ pub struct RestartPolicy {
     pub max_backoff: Duration,
 }
 
-/// How to reach one upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to reach one upstream. Its `Debug` shows header and environment *names* only: their
+/// values often carry tokens.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Transport {
     /// A subprocess.
     Stdio {
@@ -191,6 +201,59 @@ pub enum Transport {
         /// Extra headers.
         headers: BTreeMap<String, String>,
     },
+}
+
+/// Keys of a map whose values are secrets, for `Debug`.
+struct RedactedMap<'a>(&'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for RedactedMap<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, crate::secret::REDACTED)))
+            .finish()
+    }
+}
+
+/// A URL without its password, for `Debug`.
+fn url_for_debug(url: &url::Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some(crate::secret::REDACTED));
+    }
+    u.to_string()
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                env_passthrough,
+                cwd,
+                restart,
+            } => f
+                .debug_struct("Stdio")
+                .field("command", command)
+                .field("args", args)
+                .field("env", &RedactedMap(env))
+                .field("env_passthrough", env_passthrough)
+                .field("cwd", cwd)
+                .field("restart", restart)
+                .finish(),
+            Transport::StreamableHttp { url, headers } => f
+                .debug_struct("StreamableHttp")
+                .field("url", &url_for_debug(url))
+                .field("headers", &RedactedMap(headers))
+                .finish(),
+            Transport::Sse { url, headers } => f
+                .debug_struct("Sse")
+                .field("url", &url_for_debug(url))
+                .field("headers", &RedactedMap(headers))
+                .finish(),
+        }
+    }
 }
 
 /// One validated upstream.

@@ -10,7 +10,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
-    /// Address to listen on. Default `127.0.0.1:4000` (loopback only).
+    /// Address to listen on (`IP:PORT`); the default is loopback only.
+    #[schemars(extend("default" = "127.0.0.1:4000"))]
     pub listen: Option<String>,
     /// Origins allowed to call mcplane from a browser (exact `scheme://host[:port]`). Requests with
     /// an `Origin` header not in this list get 403. Default: loopback origins only.
@@ -18,13 +19,17 @@ pub struct ServerSpec {
     /// Host header values accepted (host or host:port). Default: loopback names only (DNS-rebinding
     /// protection). `"*"` accepts any host.
     pub allowed_hosts: Option<Vec<String>>,
-    /// Largest request body accepted, in bytes (413 above). Default 4 MiB.
+    /// Largest request body accepted, in bytes (413 above).
+    #[schemars(extend("default" = 4194304))]
     pub max_body_bytes: Option<usize>,
-    /// Largest total size of request headers, in bytes (431 above). Default 16 KiB.
+    /// Largest total size of request headers, in bytes (431 above).
+    #[schemars(extend("default" = 16384))]
     pub max_header_bytes: Option<usize>,
-    /// How long shutdown waits for in-flight requests before closing. Default `10s`.
+    /// How long shutdown waits for in-flight requests before closing.
+    #[schemars(extend("default" = "10s"))]
     pub shutdown_grace: Option<HumanDuration>,
-    /// How long an idle downstream MCP session lives. Default `30m`.
+    /// How long an idle downstream MCP session lives.
+    #[schemars(extend("default" = "30m"))]
     pub session_idle_timeout: Option<HumanDuration>,
 }
 

@@ -1,10 +1,24 @@
 //! The whole file as written (`ConfigSpec`) and its lowering into [`Config`].
 
+use crate::audit::AuditSpec;
+use crate::auth::AuthSpec;
+use crate::budget::BudgetSpec;
+use crate::cache::CacheSpec;
+use crate::error::humanize;
+use crate::guardrails::GuardrailsSpec;
 use crate::mcp::McpSpec;
+use crate::models::ModelSpec;
+use crate::policy::PolicySpec;
+use crate::routing::RoutingSpec;
 use crate::server::ServerSpec;
+use crate::store::StoreSpec;
+use crate::tenants::TenantsSpec;
+use crate::validate::field;
+use crate::virtual_server::VirtualServerSpec;
 use crate::{Config, ConfigError, Loaded, Notice};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The root of `mcplane.yaml`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -13,27 +27,55 @@ pub struct ConfigSpec {
     /// Listener and edge limits.
     pub server: Option<ServerSpec>,
     /// Persistence (`sqlite://…`, `postgres://…`) and `redis` for replicas. Not active yet.
-    pub store: Option<serde_json::Value>,
-    /// API keys and JWT/OIDC issuers. Not active yet.
-    pub auth: Option<serde_json::Value>,
+    pub store: Option<StoreSpec>,
+    /// API keys, JWT/OIDC issuers and OAuth resource metadata. Not active yet.
+    pub auth: Option<AuthSpec>,
     /// Org → team → project tree. Not active yet.
-    pub tenants: Option<serde_json::Value>,
+    pub tenants: Option<TenantsSpec>,
     /// The MCP gateway face.
     pub mcp: Option<McpSpec>,
     /// The model registry. Not active yet.
-    pub models: Option<serde_json::Value>,
-    /// Model routing weights and aliases. Not active yet.
-    pub routing: Option<serde_json::Value>,
-    /// Policy rules. Not active yet.
-    pub policies: Option<serde_json::Value>,
-    /// Budgets. Not active yet.
-    pub budgets: Option<serde_json::Value>,
-    /// Exact and semantic caching. Not active yet.
-    pub cache: Option<serde_json::Value>,
-    /// Guardrails. Not active yet.
-    pub guardrails: Option<serde_json::Value>,
-    /// Audit trail. Not active yet.
-    pub audit: Option<serde_json::Value>,
+    pub models: Option<Vec<ModelSpec>>,
+    /// Model routing weights, aliases, retries and circuit breaking. Not active yet.
+    pub routing: Option<RoutingSpec>,
+    /// Policy rules, evaluated for every operation of both faces. Not active yet.
+    pub policies: Option<Vec<PolicySpec>>,
+    /// Spending limits. Not active yet.
+    pub budgets: Option<Vec<BudgetSpec>>,
+    /// Exact and semantic caching of model calls. Not active yet.
+    pub cache: Option<CacheSpec>,
+    /// Guardrails on requests and responses of both faces. Not active yet.
+    pub guardrails: Option<GuardrailsSpec>,
+    /// The tamper-evident audit trail. Not active yet.
+    pub audit: Option<AuditSpec>,
+}
+
+/// Sections that are parsed and validated but not acted on by this build. Later features lower
+/// them further; until then they are reported as [`Notice`]s.
+#[derive(Debug, Clone, Default)]
+pub struct PendingSections {
+    /// `store`.
+    pub store: Option<StoreSpec>,
+    /// `auth`.
+    pub auth: Option<AuthSpec>,
+    /// `tenants`.
+    pub tenants: Option<TenantsSpec>,
+    /// `models`.
+    pub models: Option<Vec<ModelSpec>>,
+    /// `routing`.
+    pub routing: Option<RoutingSpec>,
+    /// `policies`.
+    pub policies: Option<Vec<PolicySpec>>,
+    /// `budgets`.
+    pub budgets: Option<Vec<BudgetSpec>>,
+    /// `cache`.
+    pub cache: Option<CacheSpec>,
+    /// `guardrails`.
+    pub guardrails: Option<GuardrailsSpec>,
+    /// `audit`.
+    pub audit: Option<AuditSpec>,
+    /// `mcp.virtual_servers`.
+    pub virtual_servers: Option<BTreeMap<String, VirtualServerSpec>>,
 }
 
 impl ConfigSpec {
@@ -45,26 +87,100 @@ impl ConfigSpec {
         let de = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
-            let message = inner.to_string();
-            // serde_yaml_ng appends " at line L column C"; keep it, it helps find the key.
-            ConfigError::invalid(if path == "." { "(root)".into() } else { path }, message)
+            let message = e.into_inner().to_string();
+            let path = if path == "." {
+                "(root)".to_string()
+            } else {
+                path
+            };
+            // serde_yaml_ng prefixes its own (shorter) path; the full one is in front already.
+            // It also appends " at line L column C"; keep that, it helps find the key.
+            let message = match message.split_once(": ") {
+                Some((prefix, rest)) if path.starts_with(prefix) => rest.to_string(),
+                _ => message,
+            };
+            ConfigError::invalid(path, humanize(&message))
         })
     }
 
     pub(crate) fn lower(self) -> Result<Loaded, ConfigError> {
+        let ConfigSpec {
+            server,
+            store,
+            auth,
+            tenants,
+            mcp,
+            models,
+            routing,
+            policies,
+            budgets,
+            cache,
+            guardrails,
+            audit,
+        } = self;
+        let server = server.unwrap_or_default().lower()?;
+        let mut mcp_spec = mcp.unwrap_or_default();
+        let virtual_servers = mcp_spec.virtual_servers.take();
+        let mcp = mcp_spec.lower()?;
+
+        if let Some(s) = &store {
+            s.validate("store")?;
+        }
+        if let Some(a) = &auth {
+            a.validate("auth")?;
+        }
+        if let Some(t) = &tenants {
+            t.validate("tenants")?;
+        }
+        if let Some(m) = &models {
+            ModelSpec::validate_all(m, "models")?;
+        }
+        if let Some(r) = &routing {
+            r.validate("routing")?;
+        }
+        if let Some(p) = &policies {
+            PolicySpec::validate_all(p, "policies")?;
+        }
+        if let Some(b) = &budgets {
+            BudgetSpec::validate_all(b, "budgets")?;
+        }
+        if let Some(c) = &cache {
+            c.validate("cache")?;
+        }
+        if let Some(g) = &guardrails {
+            g.validate("guardrails")?;
+        }
+        if let Some(a) = &audit {
+            a.validate("audit")?;
+        }
+        let server_names: BTreeSet<&str> = mcp.servers.iter().map(|s| s.name.as_str()).collect();
+        for (name, vs) in virtual_servers.iter().flatten() {
+            let at = field("mcp.virtual_servers", name);
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+            {
+                return Err(ConfigError::invalid(
+                    at,
+                    "virtual server names may only use [A-Za-z0-9_-] (they are URL path segments)",
+                ));
+            }
+            vs.validate(&at, &server_names, mcp.naming.max_len)?;
+        }
+
         let mut notices = Vec::new();
         let inactive = [
-            ("store", self.store.is_some(), "persistence"),
-            ("auth", self.auth.is_some(), "authentication"),
-            ("tenants", self.tenants.is_some(), "tenancy"),
-            ("models", self.models.is_some(), "the model registry"),
-            ("routing", self.routing.is_some(), "model routing"),
-            ("policies", self.policies.is_some(), "policy"),
-            ("budgets", self.budgets.is_some(), "budgets"),
-            ("cache", self.cache.is_some(), "caching"),
-            ("guardrails", self.guardrails.is_some(), "guardrails"),
-            ("audit", self.audit.is_some(), "the audit trail"),
+            ("store", store.is_some(), "persistence"),
+            ("auth", auth.is_some(), "authentication"),
+            ("tenants", tenants.is_some(), "tenancy"),
+            ("models", models.is_some(), "the model registry"),
+            ("routing", routing.is_some(), "model routing"),
+            ("policies", policies.is_some(), "policy"),
+            ("budgets", budgets.is_some(), "budgets"),
+            ("cache", cache.is_some(), "caching"),
+            ("guardrails", guardrails.is_some(), "guardrails"),
+            ("audit", audit.is_some(), "the audit trail"),
         ];
         for (key, present, what) in inactive {
             if present {
@@ -76,8 +192,7 @@ impl ConfigSpec {
                 });
             }
         }
-        let mcp_spec = self.mcp.unwrap_or_default();
-        if mcp_spec.virtual_servers.is_some() {
+        if virtual_servers.is_some() {
             notices.push(Notice {
                 path: "mcp.virtual_servers".into(),
                 message:
@@ -86,8 +201,21 @@ impl ConfigSpec {
             });
         }
         let config = Config {
-            server: self.server.unwrap_or_default().lower()?,
-            mcp: mcp_spec.lower()?,
+            server,
+            mcp,
+            pending: PendingSections {
+                store,
+                auth,
+                tenants,
+                models,
+                routing,
+                policies,
+                budgets,
+                cache,
+                guardrails,
+                audit,
+                virtual_servers,
+            },
         };
         Ok(Loaded { config, notices })
     }
