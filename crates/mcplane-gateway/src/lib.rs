@@ -1,1 +1,14 @@
 //! mcplane data plane: HTTP listeners and routes.
+//!
+//! - [`http`]: the assembled app (`/mcp`, `/sse`, `/messages`, extra routes), graceful serving
+//!   and the idle-session reaper.
+//! - [`mcp_http`]: MCP Streamable HTTP in front of the downstream server core.
+//! - [`mcp_sse`]: the legacy HTTP+SSE transport (2024-11-05).
+//! - [`edge`]: Origin/Host (DNS-rebinding) and header-size checks for every request.
+
+pub mod edge;
+pub mod http;
+pub mod mcp_http;
+pub mod mcp_sse;
+mod reply;
+mod request;

@@ -8,4 +8,5 @@
 pub mod jsonrpc;
 pub mod protocol;
 pub mod server;
+pub mod stdio_server;
 pub mod upstream;

@@ -1,0 +1,393 @@
+//! MCP Streamable HTTP (protocol 2025-03-26 and later) in front of a [`Server`]: one endpoint
+//! (default `/mcp`) answering POST, GET and DELETE.
+//!
+//! - **POST** carries one JSON-RPC message (or, where the session's protocol version allows, a
+//!   batch). `initialize` without `Mcp-Session-Id` creates a session and returns its id in that
+//!   header; everything else needs a live session (400 without the header, 404 for an unknown,
+//!   expired or foreign one). Notifications and responses get `202`. A request is answered with
+//!   `application/json` when its final response is the first thing the server produces, or
+//!   with a `text/event-stream` carrying the related notifications/requests and then the
+//!   response when something else comes first (or when nothing arrives within one keep-alive
+//!   period, so long calls keep the connection alive through proxies).
+//! - **GET** opens the session's standalone SSE stream (server messages unrelated to any
+//!   request); only one at a time (409 otherwise).
+//! - **DELETE** ends the session.
+//!
+//! Sessions are bound to the caller's `Authorization` header (see [`session_binding`]). Every
+//! rejection carries a JSON-RPC error body (id null) that says how to fix the request. Streams do
+//! not support resumption (`Last-Event-ID` is ignored); event ids are still unique per session.
+
+use crate::http::ShutdownSignal;
+use crate::reply::{
+    EventIds, KEEP_ALIVE, Rejection, accepted, json_response, keep_alive_timer, message_event,
+    rpc_error_with_id, sse_response,
+};
+pub use crate::request::session_binding;
+use crate::request::{
+    check_content_length, check_protocol_header, missing_session, read_body, require_accept,
+    require_json_content, session_header, unknown_session,
+};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use futures::stream::{self, SelectAll};
+use futures::{Stream, StreamExt};
+use mcplane_mcp::jsonrpc::{self, Body, Kind, Message, RpcError};
+use mcplane_mcp::protocol;
+use mcplane_mcp::server::{Dispatch, Server, Session, StandaloneStream};
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Interval;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+const JSON: &str = "application/json";
+const EVENT_STREAM: &str = "text/event-stream";
+
+/// Numbers SSE streams so event ids are unique across every stream of a session.
+static STREAMS: AtomicU64 = AtomicU64::new(1);
+
+fn next_stream_ids() -> EventIds {
+    EventIds::new(STREAMS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// How the Streamable HTTP endpoint is mounted and limited.
+#[derive(Debug, Clone)]
+pub struct McpHttpOptions {
+    /// The endpoint path. Default `/mcp`.
+    pub path: String,
+    /// Largest accepted body in bytes (413 above). Default 4 MiB.
+    pub max_body_bytes: usize,
+    /// Interval between SSE keep-alive comments; also how long a POST waits for a first message
+    /// before switching to an SSE answer. Default 15 s.
+    pub keep_alive: Duration,
+}
+
+impl Default for McpHttpOptions {
+    fn default() -> Self {
+        McpHttpOptions {
+            path: "/mcp".into(),
+            max_body_bytes: 4 * 1024 * 1024,
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+struct Endpoint {
+    server: Arc<Server>,
+    options: McpHttpOptions,
+}
+
+/// The Streamable HTTP router for `server`, at `options.path`.
+pub fn router(server: Arc<Server>, options: McpHttpOptions) -> Router {
+    let path = options.path.clone();
+    let endpoint = Arc::new(Endpoint { server, options });
+    Router::new()
+        .route(
+            &path,
+            post(handle_post).get(handle_get).delete(handle_delete),
+        )
+        .with_state(endpoint)
+}
+
+fn is_initialize(msg: &Message) -> bool {
+    msg.kind() == Kind::Request && msg.method() == Some("initialize")
+}
+
+/// Whether `v` is the final response to the request with `id`.
+fn is_final(v: &Value, id: &Value) -> bool {
+    v.get("method").is_none()
+        && (v.get("result").is_some() || v.get("error").is_some())
+        && v.get("id") == Some(id)
+}
+
+fn with_session_header(mut response: Response, session: &Session) -> Response {
+    if let Ok(v) = HeaderValue::from_str(session.id()) {
+        response.headers_mut().insert("mcp-session-id", v);
+    }
+    response
+}
+
+async fn handle_post(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let checks = check_content_length(headers, ep.options.max_body_bytes)
+        .and_then(|()| require_json_content(headers))
+        .and_then(|()| require_accept(headers, &[JSON, EVENT_STREAM]))
+        .and_then(|()| check_protocol_header(headers));
+    if let Err(rejection) = checks {
+        return rejection.into_response();
+    }
+    let session_id = match session_header(headers) {
+        Ok(id) => id,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let bytes = match read_body(headers, body, ep.options.max_body_bytes).await {
+        Ok(b) => b,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let parsed = match jsonrpc::parse_body(&bytes) {
+        Ok(b) => b,
+        Err((id, error)) => return rpc_error_with_id(StatusCode::BAD_REQUEST, id, &error),
+    };
+    let binding = session_binding(headers);
+    let session = match session_id {
+        Some(id) => match ep.server.session(id, binding.as_deref()) {
+            Ok(s) => s,
+            Err(_) => return unknown_session().into_response(),
+        },
+        None => match parsed {
+            Body::Single(msg) if is_initialize(&msg) => {
+                let session = ep.server.new_session(binding);
+                return ep.initialize(session, msg).await;
+            }
+            _ => return missing_session().into_response(),
+        },
+    };
+    match parsed {
+        Body::Single(msg) => {
+            let id = msg.id().cloned().unwrap_or(Value::Null);
+            match ep.server.dispatch(&session, msg).await {
+                Dispatch::Accepted => accepted(),
+                Dispatch::Reply(rx) => ep.answer(vec![(id, rx)], Vec::new(), false).await,
+            }
+        }
+        Body::Batch(items) => {
+            let version = session.protocol_version();
+            if !protocol::allows_batches(version) {
+                return Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "JSON-RPC batches are not supported in protocol version {version}; \
+                         send one message per request"
+                    ),
+                )
+                .into_response();
+            }
+            let mut replies = Vec::new();
+            let mut finals = Vec::new();
+            for item in items {
+                match item {
+                    Ok(msg) => {
+                        let id = msg.id().cloned().unwrap_or(Value::Null);
+                        if let Dispatch::Reply(rx) = ep.server.dispatch(&session, msg).await {
+                            replies.push((id, rx));
+                        }
+                    }
+                    Err((id, error)) => finals.push(jsonrpc::error_value(id, &error)),
+                }
+            }
+            ep.answer(replies, finals, true).await
+        }
+    }
+}
+
+type Tagged = (usize, Value);
+
+impl Endpoint {
+    /// Runs `initialize` on a fresh session: on success the answer carries `Mcp-Session-Id`; on
+    /// failure the session is discarded.
+    async fn initialize(&self, session: Arc<Session>, msg: Message) -> Response {
+        let id = msg.id().cloned().unwrap_or(Value::Null);
+        let Dispatch::Reply(mut rx) = self.server.dispatch(&session, msg).await else {
+            self.server.close_session(session.id());
+            return accepted();
+        };
+        match rx.recv().await {
+            Some(v) if is_final(&v, &id) && v.get("result").is_some() => {
+                with_session_header(json_response(StatusCode::OK, &v), &session)
+            }
+            Some(v) => {
+                self.server.close_session(session.id());
+                json_response(StatusCode::OK, &v)
+            }
+            None => {
+                self.server.close_session(session.id());
+                rpc_error_with_id(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    id,
+                    &RpcError::new(
+                        jsonrpc::CONNECTION_CLOSED,
+                        "the server is shutting down; retry initialize later",
+                    ),
+                )
+            }
+        }
+    }
+
+    /// Answers requests whose replies arrive on `replies`, with `finals` (error responses for
+    /// invalid batch items) already known. JSON while only final responses arrive; SSE as soon
+    /// as anything else does (or nothing arrives for one keep-alive period).
+    async fn answer(
+        &self,
+        replies: Vec<(Value, mpsc::Receiver<Value>)>,
+        mut finals: Vec<Value>,
+        batch: bool,
+    ) -> Response {
+        let mut remaining = replies.len();
+        let mut ids = Vec::with_capacity(replies.len());
+        let mut merged: SelectAll<_> =
+            stream::select_all(replies.into_iter().enumerate().map(|(i, (id, rx))| {
+                ids.push(id);
+                ReceiverStream::new(rx).map(move |v| (i, v))
+            }));
+        let wait = tokio::time::sleep(self.options.keep_alive);
+        tokio::pin!(wait);
+        while remaining > 0 {
+            let next = tokio::select! {
+                m = merged.next() => m,
+                _ = &mut wait => return self.reply_stream(finals, merged),
+            };
+            match next {
+                Some((i, v)) if ids.get(i).is_some_and(|id| is_final(&v, id)) => {
+                    finals.push(v);
+                    remaining -= 1;
+                }
+                Some((_, v)) => {
+                    finals.push(v);
+                    return self.reply_stream(finals, merged);
+                }
+                // Every channel closed: the rest were cancelled and get no response.
+                None => break,
+            }
+        }
+        if batch {
+            if finals.is_empty() {
+                accepted()
+            } else {
+                json_response(StatusCode::OK, &Value::Array(finals))
+            }
+        } else {
+            match finals.pop() {
+                Some(v) => json_response(StatusCode::OK, &v),
+                // Cancelled: an SSE stream that ends without a response.
+                None => sse_response(stream::empty()),
+            }
+        }
+    }
+
+    /// An SSE answer: `first` messages, then everything still to come on `rest`.
+    fn reply_stream(
+        &self,
+        first: Vec<Value>,
+        rest: impl Stream<Item = Tagged> + Send + Unpin + 'static,
+    ) -> Response {
+        struct State<S> {
+            first: VecDeque<Value>,
+            rest: S,
+            ids: EventIds,
+            tick: Interval,
+        }
+        let state = State {
+            first: first.into(),
+            rest,
+            ids: next_stream_ids(),
+            tick: keep_alive_timer(self.options.keep_alive),
+        };
+        sse_response(stream::unfold(state, |mut st| async move {
+            let msg = match st.first.pop_front() {
+                Some(v) => Some(v),
+                None => tokio::select! {
+                    m = st.rest.next() => Some(m?.1),
+                    _ = st.tick.tick() => None,
+                },
+            };
+            let frame = match msg {
+                Some(v) => message_event(Some(&st.ids.next_id()), &v),
+                None => Bytes::from_static(KEEP_ALIVE),
+            };
+            Some((frame, st))
+        }))
+    }
+}
+
+/// Looks up the session a GET or DELETE names.
+fn existing_session(
+    ep: &Endpoint,
+    parts: &axum::http::request::Parts,
+) -> Result<Arc<Session>, Rejection> {
+    check_protocol_header(&parts.headers)?;
+    let id = session_header(&parts.headers)?.ok_or_else(missing_session)?;
+    ep.server
+        .session(id, session_binding(&parts.headers).as_deref())
+        .map_err(|_| unknown_session())
+}
+
+async fn handle_get(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    if let Err(rejection) = require_accept(&parts.headers, &[EVENT_STREAM]) {
+        return rejection.into_response();
+    }
+    let session = match existing_session(&ep, &parts) {
+        Ok(s) => s,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Some(standalone) = session.take_standalone() else {
+        return Rejection::new(
+            StatusCode::CONFLICT,
+            "this session already has an open GET stream; close it before opening another",
+        )
+        .into_response();
+    };
+    let state = Standalone {
+        server: ep.server.clone(),
+        session_id: session.id().to_string(),
+        binding: session_binding(&parts.headers),
+        standalone,
+        ids: next_stream_ids(),
+        tick: keep_alive_timer(ep.options.keep_alive),
+        shutdown: parts
+            .extensions
+            .get::<ShutdownSignal>()
+            .map(|s| s.0.clone())
+            .unwrap_or_default(),
+    };
+    sse_response(stream::unfold(state, |mut st| async move {
+        let frame = st.next_frame().await?;
+        Some((frame, st))
+    }))
+}
+
+/// A GET stream: the session's standalone messages plus keep-alives, until the session closes,
+/// the client goes away or the server shuts down.
+struct Standalone {
+    server: Arc<Server>,
+    session_id: String,
+    binding: Option<String>,
+    standalone: StandaloneStream,
+    ids: EventIds,
+    tick: Interval,
+    shutdown: CancellationToken,
+}
+
+impl Standalone {
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        tokio::select! {
+            m = self.standalone.recv() => Some(message_event(Some(&self.ids.next_id()), &m?)),
+            _ = self.tick.tick() => {
+                // An open stream counts as activity; stop if the session is gone.
+                self.server.session(&self.session_id, self.binding.as_deref()).ok()?;
+                Some(Bytes::from_static(KEEP_ALIVE))
+            }
+            _ = self.shutdown.cancelled() => None,
+        }
+    }
+}
+
+async fn handle_delete(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    match existing_session(&ep, &parts) {
+        Ok(session) => {
+            ep.server.close_session(session.id());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(rejection) => rejection.into_response(),
+    }
+}
