@@ -5,7 +5,9 @@
 //! - [`server`]: the downstream server core (sessions, dispatch, cancellation, server→client
 //!   requests) that every downstream transport drives.
 
+pub mod demo;
 pub mod jsonrpc;
+pub mod naming;
 pub mod protocol;
 pub mod server;
 pub mod stdio_server;
