@@ -7,7 +7,6 @@
 
 pub mod demo;
 pub mod jsonrpc;
-pub mod naming;
 pub mod protocol;
 pub mod server;
 pub mod stdio_server;
