@@ -3,10 +3,15 @@
 //! - [`jsonrpc`]: JSON-RPC 2.0 messages kept whole (unknown fields survive a relay).
 //! - [`protocol`]: the protocol versions spoken and their negotiation.
 //! - [`server`]: the downstream server core (sessions, dispatch, cancellation, server→client
-//!   requests) that every downstream transport drives.
+//!   requests) that every downstream transport drives; [`stdio_server`] is its stdio transport.
+//! - [`upstream`]: mcplane as a client of upstream servers (stdio, Streamable HTTP, legacy SSE).
+//! - [`gateway`]: the aggregating service (catalogue, [`naming`], routing, relay).
+//! - [`demo`]: the built-in demo server.
 
 pub mod demo;
+pub mod gateway;
 pub mod jsonrpc;
+pub mod naming;
 pub mod protocol;
 pub mod server;
 pub mod stdio_server;

@@ -1,0 +1,327 @@
+//! The merged catalogue: what every upstream lists, namespaced, cached, and paginated.
+//!
+//! Each upstream's list of one [`ListKind`] is fetched whole (following its cursors), kept as the
+//! pages it came in, and cached until the upstream reconnects or says the list changed. The
+//! merged [`View`] applies the naming rules across all upstreams (so `when_needed` and `never`
+//! can see every name) and holds the reverse map that routes calls back to their owner.
+//! Downstream pagination walks the upstreams' own pages with a composite cursor
+//! (`epoch`, upstream index, page index).
+
+use crate::jsonrpc::RpcError;
+use crate::naming;
+use base64::Engine;
+use mcplane_config::NamingConfig;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The four listable kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    /// `tools/list` → `tools`, named by `name`.
+    Tools,
+    /// `prompts/list` → `prompts`, named by `name`.
+    Prompts,
+    /// `resources/list` → `resources`, keyed by `uri` (not renamed).
+    Resources,
+    /// `resources/templates/list` → `resourceTemplates`, keyed by `uriTemplate` (not renamed).
+    Templates,
+}
+
+impl ListKind {
+    /// All kinds.
+    pub const ALL: [ListKind; 4] = [
+        ListKind::Tools,
+        ListKind::Prompts,
+        ListKind::Resources,
+        ListKind::Templates,
+    ];
+
+    /// The list method.
+    pub fn method(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::Templates => "resources/templates/list",
+        }
+    }
+
+    /// The result field holding the items.
+    pub fn field(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The server capability that must be present for the upstream to be asked.
+    pub fn capability(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources | ListKind::Templates => "resources",
+        }
+    }
+
+    /// Whether items are renamed (tools, prompts) or keyed by URI (resources, templates).
+    fn renamed(self) -> bool {
+        matches!(self, ListKind::Tools | ListKind::Prompts)
+    }
+
+    /// The `list_changed` notification that invalidates this kind.
+    pub fn from_list_changed(method: &str) -> &'static [ListKind] {
+        match method {
+            "notifications/tools/list_changed" => &[ListKind::Tools],
+            "notifications/prompts/list_changed" => &[ListKind::Prompts],
+            "notifications/resources/list_changed" => &[ListKind::Resources, ListKind::Templates],
+            _ => &[],
+        }
+    }
+}
+
+/// One upstream's whole list of one kind, as the pages it came in.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    /// Pages of items, untouched.
+    pub pages: Vec<Vec<Value>>,
+}
+
+/// A merged, named list of one kind.
+#[derive(Debug, Default)]
+pub struct View {
+    /// Per upstream (config order): pages of items already renamed for downstream.
+    pub pages: Vec<Vec<Vec<Value>>>,
+    /// Exposed name (tools/prompts) or URI / URI template (resources/templates) → (upstream index, original name).
+    pub owners: HashMap<String, (usize, String)>,
+    /// Collisions the naming rules could not resolve (prefix mode `never`), for logs and `/readyz`.
+    pub collisions: Vec<String>,
+    /// Changes whenever the view is rebuilt.
+    pub epoch: u64,
+}
+
+impl View {
+    /// Builds the view of one kind from each upstream's fetched list (`None` = not available).
+    pub fn build(
+        kind: ListKind,
+        naming_rules: &NamingConfig,
+        servers: &[String],
+        fetched: &[Option<Arc<Fetched>>],
+        epoch: u64,
+    ) -> View {
+        let mut view = View {
+            epoch,
+            ..View::default()
+        };
+        let key_field = match kind {
+            ListKind::Tools | ListKind::Prompts => "name",
+            ListKind::Resources => "uri",
+            ListKind::Templates => "uriTemplate",
+        };
+        let mut pairs = Vec::new();
+        for (i, f) in fetched.iter().enumerate() {
+            for page in f.iter().flat_map(|f| f.pages.iter()) {
+                for item in page {
+                    if let Some(key) = item.get(key_field).and_then(Value::as_str) {
+                        pairs.push((i, key.to_string()));
+                    }
+                }
+            }
+        }
+        let exposed: Vec<Option<String>> = if kind.renamed() {
+            let input: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(i, n)| (servers[*i].clone(), n.clone()))
+                .collect();
+            let assigned = naming::assign(naming_rules, &input);
+            view.collisions = assigned
+                .collisions
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assigned.exposed
+        } else {
+            // URIs are global; the first upstream (config order) to list one owns it.
+            let mut seen = std::collections::HashSet::new();
+            pairs
+                .iter()
+                .map(|(i, uri)| {
+                    if seen.insert(uri.clone()) {
+                        Some(uri.clone())
+                    } else {
+                        view.collisions.push(format!(
+                            "{} {uri:?} of server {} is hidden: already listed by another server",
+                            key_field, servers[*i]
+                        ));
+                        None
+                    }
+                })
+                .collect()
+        };
+        let mut next = exposed.into_iter();
+        for (i, f) in fetched.iter().enumerate() {
+            let mut server_pages = Vec::new();
+            for page in f.iter().flat_map(|f| f.pages.iter()) {
+                let mut out = Vec::with_capacity(page.len());
+                for item in page {
+                    let Some(orig) = item.get(key_field).and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let Some(Some(name)) = next.next() else {
+                        continue;
+                    };
+                    view.owners.insert(name.clone(), (i, orig.to_string()));
+                    let mut item = item.clone();
+                    if kind.renamed()
+                        && let Some(o) = item.as_object_mut()
+                    {
+                        o.insert("name".into(), name.into());
+                    }
+                    out.push(item);
+                }
+                server_pages.push(out);
+            }
+            view.pages.push(server_pages);
+        }
+        view
+    }
+
+    /// One downstream page: the items and the cursor of the next page.
+    pub fn page(&self, kind: ListKind, cursor: Option<&str>) -> Result<Value, RpcError> {
+        let start = match cursor {
+            None => (0, 0),
+            Some(c) => decode_cursor(c).ok_or_else(|| {
+                RpcError::invalid_params("invalid cursor: pass back nextCursor exactly as received")
+            })?,
+        };
+        // Non-empty upstream pages in order; a downstream page is one of them.
+        let mut positions = self
+            .pages
+            .iter()
+            .enumerate()
+            .flat_map(|(s, pages)| {
+                pages
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !p.is_empty())
+                    .map(move |(p, _)| (s, p))
+            })
+            .skip_while(|&pos| pos < start);
+        let items = positions
+            .next()
+            .map(|(s, p)| self.pages[s][p].clone())
+            .unwrap_or_default();
+        let mut result = serde_json::Map::new();
+        result.insert(kind.field().into(), Value::Array(items));
+        if let Some((s, p)) = positions.next() {
+            result.insert("nextCursor".into(), encode_cursor(self.epoch, s, p).into());
+        }
+        Ok(Value::Object(result))
+    }
+}
+
+fn encode_cursor(epoch: u64, server: usize, page: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("mcplane:{epoch}:{server}:{page}"))
+}
+
+fn decode_cursor(c: &str) -> Option<(usize, usize)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let mut parts = text.strip_prefix("mcplane:")?.split(':');
+    let _epoch: u64 = parts.next()?.parse().ok()?;
+    let server = parts.next()?.parse().ok()?;
+    let page = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((server, page))
+}
+
+/// Whether `uri` matches an RFC 6570 level-1 template (`{var}` matches one or more characters
+/// other than `/`; `{+var}`/`{#var}` match anything).
+pub fn template_matches(template: &str, uri: &str) -> bool {
+    fn go(t: &str, u: &str) -> bool {
+        match t.find('{') {
+            None => t == u,
+            Some(open) => {
+                let Some(close_rel) = t[open..].find('}') else {
+                    return t == u;
+                };
+                let close = open + close_rel;
+                if !u.starts_with(&t[..open]) {
+                    return false;
+                }
+                let var = &t[open + 1..close];
+                let rest_t = &t[close + 1..];
+                let rest_u = &u[open..];
+                let greedy = var.starts_with('+') || var.starts_with('#');
+                // Try every split point for the variable's value (at least one character).
+                rest_u
+                    .char_indices()
+                    .map(|(i, c)| i + c.len_utf8())
+                    .take_while(|&end| greedy || !rest_u[..end].contains('/'))
+                    .any(|end| go(rest_t, &rest_u[end..]))
+            }
+        }
+    }
+    go(template, uri)
+}
+
+/// A JSON view of collisions for `/readyz` detail.
+pub fn collisions_json(kind: ListKind, view: &View) -> Value {
+    json!({"kind": kind.field(), "collisions": view.collisions})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match() {
+        assert!(template_matches("demo://notes/{name}", "demo://notes/a"));
+        assert!(!template_matches("demo://notes/{name}", "demo://notes/"));
+        assert!(!template_matches("demo://notes/{name}", "demo://notes/a/b"));
+        assert!(template_matches("file:///{+path}", "file:///a/b/c"));
+        assert!(template_matches("x://{a}/{b}", "x://1/2"));
+        assert!(!template_matches("x://{a}/{b}", "y://1/2"));
+    }
+
+    #[test]
+    fn cursor_round_trip_and_garbage() {
+        let c = encode_cursor(3, 1, 2);
+        assert_eq!(decode_cursor(&c), Some((1, 2)));
+        assert_eq!(decode_cursor("garbage"), None);
+    }
+
+    fn fetched(pages: Vec<Vec<Value>>) -> Option<Arc<Fetched>> {
+        Some(Arc::new(Fetched { pages }))
+    }
+
+    #[test]
+    fn pagination_walks_every_upstream_page() {
+        let servers = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let f = vec![
+            fetched(vec![vec![json!({"name": "x"})], vec![json!({"name": "y"})]]),
+            None,
+            fetched(vec![vec![], vec![json!({"name": "z", "extra": 1})]]),
+        ];
+        let view = View::build(ListKind::Tools, &NamingConfig::default(), &servers, &f, 1);
+        let mut names = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..10 {
+            let page = view.page(ListKind::Tools, cursor.as_deref()).unwrap();
+            for t in page["tools"].as_array().unwrap() {
+                names.push(t["name"].as_str().unwrap().to_string());
+            }
+            match page.get("nextCursor").and_then(Value::as_str) {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(names, ["a__x", "a__y", "c__z"]);
+        assert_eq!(view.owners["c__z"], (2, "z".to_string()));
+        assert!(view.page(ListKind::Tools, Some("nope")).is_err());
+    }
+}

@@ -1,0 +1,706 @@
+//! The MCP gateway: a [`Service`] that aggregates many upstream servers behind one session.
+//!
+//! Lists are merged from the [`catalog`]; calls are routed to their owner by the catalogue's
+//! reverse maps and relayed untouched (results, errors, `_meta`, unknown fields). While a call is
+//! in flight, whatever the upstream sends for it (progress, logging, sampling / elicitation /
+//! roots requests) is relayed to the client on that request's stream, with progress tokens and
+//! request ids remapped so concurrent clients never see each other's traffic. Messages an upstream
+//! sends outside any call go through [`Gateway::route_events`].
+
+pub mod catalog;
+
+use crate::jsonrpc::{Kind, Message, RESOURCE_NOT_FOUND, RpcError, UPSTREAM_UNAVAILABLE};
+use crate::server::{RequestContext, Service, Session};
+use crate::upstream::{RelatedSink, Upstream, UpstreamError, UpstreamEvent, UpstreamState};
+use async_trait::async_trait;
+use catalog::{Fetched, ListKind, View};
+use futures::stream::{FuturesUnordered, StreamExt};
+use mcplane_config::{FailMode, McpConfig, NamingConfig};
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::mpsc;
+
+/// Messages buffered per relayed call (progress, logs) before the upstream side waits.
+const RELAY_CAPACITY: usize = 64;
+
+struct Cached {
+    generation: u64,
+    fetched: Arc<Fetched>,
+}
+
+struct CachedView {
+    inputs: Vec<Option<usize>>,
+    view: Arc<View>,
+}
+
+/// The aggregating MCP service.
+pub struct Gateway {
+    upstreams: Vec<Arc<Upstream>>,
+    names: Vec<String>,
+    naming: NamingConfig,
+    fail_mode: FailMode,
+    lists: Mutex<HashMap<(usize, ListKind), Cached>>,
+    views: Mutex<HashMap<ListKind, CachedView>>,
+    epoch: AtomicU64,
+    sessions: Mutex<HashMap<String, Weak<Session>>>,
+    progress: Mutex<HashMap<String, RelatedSink>>,
+    inflight: Mutex<HashMap<usize, Vec<(u64, RelatedSink)>>>,
+    subscriptions: Mutex<HashMap<String, HashSet<String>>>,
+    next_seq: AtomicU64,
+}
+
+/// Removes a map entry when a relayed call ends, however it ends.
+struct Registration<'a> {
+    gateway: &'a Gateway,
+    token: Option<String>,
+    upstream: usize,
+    seq: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let (Some(t), Ok(mut p)) = (&self.token, self.gateway.progress.lock()) {
+            p.remove(t);
+        }
+        if let Ok(mut f) = self.gateway.inflight.lock()
+            && let Some(v) = f.get_mut(&self.upstream)
+        {
+            v.retain(|(s, _)| *s != self.seq);
+        }
+    }
+}
+
+fn unavailable(e: &UpstreamError) -> RpcError {
+    RpcError::new(UPSTREAM_UNAVAILABLE, e.to_string())
+}
+
+impl Gateway {
+    /// A gateway over already-spawned upstreams (in config order).
+    pub fn new(config: &McpConfig, upstreams: Vec<Arc<Upstream>>) -> Arc<Gateway> {
+        Arc::new(Gateway {
+            names: upstreams.iter().map(|u| u.name().to_string()).collect(),
+            upstreams,
+            naming: config.naming.clone(),
+            fail_mode: config.on_upstream_failure,
+            lists: Mutex::new(HashMap::new()),
+            views: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(1),
+            sessions: Mutex::new(HashMap::new()),
+            progress: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(HashMap::new()),
+            next_seq: AtomicU64::new(1),
+        })
+    }
+
+    /// The upstreams.
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+
+    /// Ready when every upstream has been initialized or given up on.
+    pub fn ready(&self) -> bool {
+        self.upstreams.iter().all(|u| u.settled())
+    }
+
+    /// Waits until [`Gateway::ready`].
+    pub async fn wait_ready(&self) {
+        futures::future::join_all(self.upstreams.iter().map(|u| u.wait_settled())).await;
+    }
+
+    /// Per-upstream state and naming collisions, for `/readyz`.
+    pub async fn status(&self) -> Value {
+        let servers: Vec<Value> = self
+            .upstreams
+            .iter()
+            .map(|u| {
+                let (state, reason) = match u.state() {
+                    UpstreamState::Connecting => ("connecting", None),
+                    UpstreamState::Ready => ("ready", None),
+                    UpstreamState::Down { reason } => ("down", Some(reason)),
+                };
+                json!({"name": u.name(), "state": state, "reason": reason})
+            })
+            .collect();
+        let mut collisions = Vec::new();
+        if self.ready() {
+            for kind in ListKind::ALL {
+                if let Ok(view) = self.view(kind).await {
+                    collisions.extend(view.collisions.iter().cloned());
+                }
+            }
+        }
+        json!({"ready": self.ready(), "servers": servers, "collisions": collisions})
+    }
+
+    fn has_capability(&self, i: usize, capability: &str) -> bool {
+        self.upstreams[i]
+            .init_result()
+            .and_then(|r| r.get("capabilities")?.get(capability).cloned())
+            .is_some_and(|c| !c.is_null())
+    }
+
+    /// The merged view of one kind, fetching what is missing or stale.
+    pub async fn view(&self, kind: ListKind) -> Result<Arc<View>, RpcError> {
+        let fetches = self.upstreams.iter().enumerate().map(|(i, up)| async move {
+            if up.state() != UpstreamState::Ready {
+                return Err(UpstreamError::Unavailable {
+                    server: up.name().to_string(),
+                    reason: "not connected".into(),
+                });
+            }
+            if !self.has_capability(i, kind.capability()) {
+                return Ok(None);
+            }
+            let generation = up.generation();
+            let cached = self.lists.lock().ok().and_then(|l| {
+                l.get(&(i, kind))
+                    .filter(|c| c.generation == generation)
+                    .map(|c| c.fetched.clone())
+            });
+            if let Some(f) = cached {
+                return Ok(Some(f));
+            }
+            let fetched = Arc::new(self.fetch_all(i, kind).await?);
+            if let Ok(mut l) = self.lists.lock() {
+                l.insert(
+                    (i, kind),
+                    Cached {
+                        generation,
+                        fetched: fetched.clone(),
+                    },
+                );
+            }
+            Ok(Some(fetched))
+        });
+        let results = futures::future::join_all(fetches).await;
+        let mut fetched = Vec::with_capacity(results.len());
+        for r in results {
+            match r {
+                Ok(f) => fetched.push(f),
+                Err(e) if self.fail_mode == FailMode::FailClosed => return Err(unavailable(&e)),
+                Err(e) => {
+                    tracing::debug!(error = %e, list = kind.method(), "upstream left out of the list");
+                    fetched.push(None);
+                }
+            }
+        }
+        let inputs: Vec<Option<usize>> = fetched
+            .iter()
+            .map(|f| f.as_ref().map(|a| Arc::as_ptr(a) as usize))
+            .collect();
+        if let Ok(views) = self.views.lock()
+            && let Some(c) = views.get(&kind)
+            && c.inputs == inputs
+        {
+            return Ok(c.view.clone());
+        }
+        let epoch = self.epoch.fetch_add(1, Ordering::Relaxed);
+        let view = Arc::new(View::build(
+            kind,
+            &self.naming,
+            &self.names,
+            &fetched,
+            epoch,
+        ));
+        for c in &view.collisions {
+            tracing::warn!(list = kind.method(), "naming collision: {c}");
+        }
+        if let Ok(mut views) = self.views.lock() {
+            views.insert(
+                kind,
+                CachedView {
+                    inputs,
+                    view: view.clone(),
+                },
+            );
+        }
+        Ok(view)
+    }
+
+    async fn fetch_all(&self, i: usize, kind: ListKind) -> Result<Fetched, UpstreamError> {
+        let up = &self.upstreams[i];
+        let mut pages = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut seen = HashSet::new();
+        loop {
+            let params = cursor.as_ref().map(|c| json!({"cursor": c}));
+            let response = up.request(kind.method(), params, None).await?;
+            let result = response
+                .into_outcome()
+                .map_err(|e| UpstreamError::Protocol {
+                    server: up.name().to_string(),
+                    reason: format!("{} failed: {}", kind.method(), e.message),
+                })?;
+            let items = result
+                .get(kind.field())
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            pages.push(items);
+            match result.get("nextCursor").and_then(Value::as_str) {
+                // A cursor seen before would loop forever: stop there.
+                Some(c) if !c.is_empty() && seen.insert(c.to_string()) => {
+                    cursor = Some(c.to_string())
+                }
+                _ => break,
+            }
+        }
+        Ok(Fetched { pages })
+    }
+
+    fn owner_by_name(view: &View, name: &str) -> Option<(usize, String)> {
+        view.owners.get(name).cloned()
+    }
+
+    /// The upstream that owns a resource URI: listed exactly, or matching a template, or the only
+    /// upstream serving resources.
+    async fn owner_by_uri(&self, uri: &str) -> Result<usize, RpcError> {
+        if let Some((i, _)) = self.view(ListKind::Resources).await?.owners.get(uri) {
+            return Ok(*i);
+        }
+        let templates = self.view(ListKind::Templates).await?;
+        let mut matches: Vec<(usize, &str)> = templates
+            .owners
+            .iter()
+            .filter(|(t, _)| catalog::template_matches(t, uri) || t.as_str() == uri)
+            .map(|(t, (i, _))| (*i, t.as_str()))
+            .collect();
+        matches.sort();
+        if let Some((i, _)) = matches.first() {
+            return Ok(*i);
+        }
+        let serving: Vec<usize> = (0..self.upstreams.len())
+            .filter(|&i| self.has_capability(i, "resources"))
+            .collect();
+        match serving.as_slice() {
+            [only] => Ok(*only),
+            _ => Err(
+                RpcError::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
+                    .with_data(json!({"uri": uri})),
+            ),
+        }
+    }
+
+    /// Relays one request to upstream `i`, streaming what the upstream sends for it to the client.
+    async fn relay(
+        &self,
+        cx: &RequestContext,
+        i: usize,
+        method: &str,
+        mut params: Value,
+    ) -> Result<Value, RpcError> {
+        let (tx, mut rx) = mpsc::channel(RELAY_CAPACITY);
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let client_token = cx.progress_token().cloned();
+        let token = client_token.as_ref().map(|_| format!("mcplane-{seq}"));
+        if let (Some(t), Some(meta)) = (
+            &token,
+            params
+                .as_object_mut()
+                .and_then(|p| p.get_mut("_meta"))
+                .and_then(Value::as_object_mut),
+        ) {
+            meta.insert("progressToken".into(), t.clone().into());
+            if let Ok(mut p) = self.progress.lock() {
+                p.insert(t.clone(), tx.clone());
+            }
+        }
+        if let Ok(mut f) = self.inflight.lock() {
+            f.entry(i).or_default().push((seq, tx.clone()));
+        }
+        let _registration = Registration {
+            gateway: self,
+            token,
+            upstream: i,
+            seq,
+        };
+        let call = self.upstreams[i].request(method, Some(params), Some(tx));
+        tokio::pin!(call);
+        let mut client_requests = FuturesUnordered::new();
+        let outcome = loop {
+            tokio::select! {
+                r = &mut call => break r,
+                Some(msg) = rx.recv() => {
+                    if let Some(fut) = self.relay_related(cx, i, msg, client_token.as_ref()).await {
+                        client_requests.push(fut);
+                    }
+                }
+                Some(()) = client_requests.next(), if !client_requests.is_empty() => {}
+            }
+        };
+        // Progress or logs that arrived just before the response still reach the client first.
+        while let Ok(msg) = rx.try_recv() {
+            if let Some(fut) = self.relay_related(cx, i, msg, client_token.as_ref()).await {
+                drop(fut);
+            }
+        }
+        match outcome {
+            Ok(response) => response.into_outcome(),
+            Err(e) => Err(unavailable(&e)),
+        }
+    }
+
+    /// Relays one message an upstream sent during a call. Server→client requests return a future
+    /// that asks the client and answers the upstream; the caller keeps polling it.
+    async fn relay_related<'a>(
+        &'a self,
+        cx: &'a RequestContext,
+        i: usize,
+        msg: Value,
+        client_token: Option<&Value>,
+    ) -> Option<futures::future::BoxFuture<'a, ()>> {
+        let message = Message::from_value(msg).ok()?;
+        match message.kind() {
+            Kind::Notification => {
+                let mut value = message.into_value();
+                if value["method"] == "notifications/progress" {
+                    let Some(token) = client_token else {
+                        return None;
+                    };
+                    value["params"]["progressToken"] = token.clone();
+                }
+                cx.send(value).await;
+                None
+            }
+            Kind::Request => Some(Box::pin(self.ask_client(cx, i, message))),
+            _ => None,
+        }
+    }
+
+    /// Forwards a server→client request (sampling, elicitation, roots) to the client of `cx` and
+    /// sends the client's answer back upstream under the upstream's own id.
+    async fn ask_client(&self, cx: &RequestContext, i: usize, mut request: Message) {
+        let up = &self.upstreams[i];
+        let id = request.id().cloned().unwrap_or(Value::Null);
+        let method = request.method().unwrap_or_default().to_string();
+        let capability = match method.as_str() {
+            "sampling/createMessage" => Some("sampling"),
+            "elicitation/create" => Some("elicitation"),
+            "roots/list" => Some("roots"),
+            _ => None,
+        };
+        let outcome = match capability {
+            Some(cap) if !cx.session.client_supports(cap) => Err(RpcError::method_not_found(&method)
+                .with_data(json!({"reason": format!("the client connected through mcplane does not support {cap}")}))),
+            _ if method == "ping" => Ok(json!({})),
+            _ => {
+                cx.request(&method, request.take_params(), up.config().timeouts.call)
+                    .await
+            }
+        };
+        let reply = match outcome {
+            Ok(result) => Message::response(id, result),
+            Err(e) => Message::error(id, &e),
+        };
+        if let Err(e) = up.send(reply.into_value()).await {
+            tracing::debug!(server = up.name(), error = %e, "could not answer the upstream's request");
+        }
+    }
+
+    /// Routes messages upstreams send outside any call: progress by token, server→client
+    /// requests to the newest call in flight on that upstream, list changes (cache invalidation
+    /// and a broadcast), resource updates to subscribers, everything else to every session.
+    pub async fn route_events(self: Arc<Self>, mut events: mpsc::Receiver<UpstreamEvent>) {
+        while let Some(event) = events.recv().await {
+            let Some(i) = self.names.iter().position(|n| *n == event.server) else {
+                continue;
+            };
+            let Ok(message) = Message::from_value(event.message) else {
+                continue;
+            };
+            let method = message.method().unwrap_or_default().to_string();
+            if message.kind() == Kind::Request {
+                let sink = self
+                    .inflight
+                    .lock()
+                    .ok()
+                    .and_then(|f| f.get(&i).and_then(|v| v.last().map(|(_, s)| s.clone())));
+                match sink {
+                    Some(sink) => {
+                        let _ = sink.try_send(message.into_value());
+                    }
+                    None => {
+                        let id = message.id().cloned().unwrap_or(Value::Null);
+                        let err = RpcError::method_not_found(&method).with_data(json!({
+                            "reason": "no client request is in flight through mcplane to answer this"
+                        }));
+                        let _ = self.upstreams[i]
+                            .send(Message::error(id, &err).into_value())
+                            .await;
+                    }
+                }
+                continue;
+            }
+            let params = message.params().cloned();
+            match method.as_str() {
+                "notifications/progress" => {
+                    let token = params
+                        .as_ref()
+                        .and_then(|p| p.get("progressToken"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    let sink = self
+                        .progress
+                        .lock()
+                        .ok()
+                        .and_then(|p| p.get(&token).cloned());
+                    if let Some(sink) = sink {
+                        let _ = sink.try_send(message.into_value());
+                    }
+                }
+                m if !ListKind::from_list_changed(m).is_empty() => {
+                    if let Ok(mut lists) = self.lists.lock() {
+                        for kind in ListKind::from_list_changed(m) {
+                            lists.remove(&(i, *kind));
+                        }
+                    }
+                    self.broadcast(m, None);
+                }
+                "notifications/resources/updated" => {
+                    let uri = params
+                        .as_ref()
+                        .and_then(|p| p.get("uri"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let subscribers = self
+                        .subscriptions
+                        .lock()
+                        .ok()
+                        .and_then(|s| s.get(uri).cloned())
+                        .unwrap_or_default();
+                    for session in self.live_sessions() {
+                        if subscribers.contains(session.id()) {
+                            session.notify(&method, params.clone());
+                        }
+                    }
+                }
+                _ => self.broadcast(&method, params),
+            }
+        }
+    }
+
+    fn live_sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions
+            .lock()
+            .map(|s| s.values().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default()
+    }
+
+    fn broadcast(&self, method: &str, params: Option<Value>) {
+        for session in self.live_sessions() {
+            session.notify(method, params.clone());
+        }
+    }
+
+    fn merged_capabilities(&self) -> Value {
+        let mut caps = Map::new();
+        for (i, _) in self.upstreams.iter().enumerate() {
+            let Some(theirs) = self.upstreams[i]
+                .init_result()
+                .and_then(|r| r.get("capabilities").cloned())
+            else {
+                continue;
+            };
+            for key in ["tools", "prompts", "resources", "logging", "completions"] {
+                let Some(Value::Object(their)) = theirs.get(key) else {
+                    continue;
+                };
+                let ours = caps.entry(key).or_insert_with(|| Value::Object(Map::new()));
+                if let Some(ours) = ours.as_object_mut() {
+                    for flag in ["listChanged", "subscribe"] {
+                        if their.get(flag) == Some(&Value::Bool(true)) {
+                            ours.insert(flag.into(), true.into());
+                        }
+                    }
+                }
+            }
+        }
+        Value::Object(caps)
+    }
+
+    async fn list(&self, kind: ListKind, params: Option<&Value>) -> Result<Value, RpcError> {
+        let cursor = params.and_then(|p| p.get("cursor")).and_then(Value::as_str);
+        self.view(kind).await?.page(kind, cursor)
+    }
+
+    async fn call_named(
+        &self,
+        cx: &RequestContext,
+        kind: ListKind,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, RpcError> {
+        let mut params = params.unwrap_or_else(|| json!({}));
+        let name = params
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params(format!("{method} needs params.name")))?
+            .to_string();
+        let view = self.view(kind).await?;
+        let Some((i, original)) = Self::owner_by_name(&view, &name) else {
+            return Err(self.unknown(kind, &name));
+        };
+        params["name"] = original.into();
+        self.relay(cx, i, method, params).await
+    }
+
+    /// The error for a name no live upstream lists: if its prefix names an upstream that is not
+    /// connected, say so; otherwise it is unknown.
+    fn unknown(&self, kind: ListKind, name: &str) -> RpcError {
+        let down = self.upstreams.iter().find(|u| {
+            name.strip_prefix(u.name())
+                .is_some_and(|rest| rest.starts_with(&self.naming.delimiter))
+                && u.state() != UpstreamState::Ready
+        });
+        match down.map(|u| (u.name(), u.state())) {
+            Some((server, UpstreamState::Down { reason })) => RpcError::new(
+                UPSTREAM_UNAVAILABLE,
+                format!("server {server} is unavailable: {reason}"),
+            ),
+            Some((server, _)) => RpcError::new(
+                UPSTREAM_UNAVAILABLE,
+                format!("server {server} is still connecting; retry shortly"),
+            ),
+            None => {
+                let what = if kind == ListKind::Tools {
+                    "tool"
+                } else {
+                    "prompt"
+                };
+                RpcError::invalid_params(format!("Unknown {what}: {name}"))
+            }
+        }
+    }
+
+    async fn complete(
+        &self,
+        cx: &RequestContext,
+        params: Option<Value>,
+    ) -> Result<Value, RpcError> {
+        let mut params = params.unwrap_or_else(|| json!({}));
+        let reference = params.get("ref").cloned().unwrap_or(Value::Null);
+        let i = match reference.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let name = reference
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let view = self.view(ListKind::Prompts).await?;
+                let (i, original) = Self::owner_by_name(&view, name)
+                    .ok_or_else(|| self.unknown(ListKind::Prompts, name))?;
+                params["ref"]["name"] = original.into();
+                i
+            }
+            Some("ref/resource") => {
+                let uri = reference
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                self.owner_by_uri(uri).await?
+            }
+            _ => {
+                return Err(RpcError::invalid_params(
+                    "completion/complete needs ref.type \"ref/prompt\" or \"ref/resource\"",
+                ));
+            }
+        };
+        self.relay(cx, i, "completion/complete", params).await
+    }
+
+    async fn set_level(&self, params: Option<Value>) -> Result<Value, RpcError> {
+        let targets: Vec<usize> = (0..self.upstreams.len())
+            .filter(|&i| self.has_capability(i, "logging"))
+            .collect();
+        let sends = targets.iter().map(|&i| {
+            let params = params.clone();
+            async move {
+                self.upstreams[i]
+                    .request("logging/setLevel", params, None)
+                    .await
+            }
+        });
+        for r in futures::future::join_all(sends).await {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "logging/setLevel not applied upstream");
+            }
+        }
+        Ok(json!({}))
+    }
+
+    fn subscription(&self, session: &Session, uri: &str, subscribe: bool) {
+        if let Ok(mut s) = self.subscriptions.lock() {
+            let set = s.entry(uri.to_string()).or_default();
+            if subscribe {
+                set.insert(session.id().to_string());
+            } else {
+                set.remove(session.id());
+                if set.is_empty() {
+                    s.remove(uri);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Service for Gateway {
+    async fn initialize(&self, session: &Arc<Session>) -> Result<Value, RpcError> {
+        self.wait_ready().await;
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(session.id().to_string(), Arc::downgrade(session));
+        }
+        Ok(json!({
+            "capabilities": self.merged_capabilities(),
+            "serverInfo": {"name": "mcplane", "title": "mcplane MCP gateway", "version": env!("CARGO_PKG_VERSION")},
+        }))
+    }
+
+    async fn request(
+        &self,
+        cx: &RequestContext,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, RpcError> {
+        match method {
+            "tools/list" => self.list(ListKind::Tools, params.as_ref()).await,
+            "prompts/list" => self.list(ListKind::Prompts, params.as_ref()).await,
+            "resources/list" => self.list(ListKind::Resources, params.as_ref()).await,
+            "resources/templates/list" => self.list(ListKind::Templates, params.as_ref()).await,
+            "tools/call" => self.call_named(cx, ListKind::Tools, method, params).await,
+            "prompts/get" => self.call_named(cx, ListKind::Prompts, method, params).await,
+            "completion/complete" => self.complete(cx, params).await,
+            "logging/setLevel" => self.set_level(params).await,
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let params = params.unwrap_or_else(|| json!({}));
+                let uri = params
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| RpcError::invalid_params(format!("{method} needs params.uri")))?
+                    .to_string();
+                let i = self.owner_by_uri(&uri).await?;
+                let result = self.relay(cx, i, method, params).await?;
+                if method != "resources/read" {
+                    self.subscription(&cx.session, &uri, method == "resources/subscribe");
+                }
+                Ok(result)
+            }
+            other => Err(RpcError::method_not_found(other)),
+        }
+    }
+
+    fn session_closed(&self, session: &Session) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(session.id());
+        }
+        if let Ok(mut subs) = self.subscriptions.lock() {
+            subs.retain(|_, set| {
+                set.remove(session.id());
+                !set.is_empty()
+            });
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Wiring for the long-running commands: logging, config, upstreams, gateway, transports,
+//! readiness and graceful shutdown.
+
+use anyhow::Context;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use mcplane_config::{Config, Loaded};
+use mcplane_mcp::gateway::Gateway;
+use mcplane_mcp::server::Server;
+use mcplane_mcp::upstream::{self, Upstream};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Structured logs to stderr (stdout belongs to the stdio transport). `MCPLANE_LOG` sets the
+/// filter (default `info`); `MCPLANE_LOG_FORMAT=json` switches to JSON lines.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MCPLANE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if std::env::var("MCPLANE_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The config used when none is given: the built-in demo server as the one upstream.
+fn default_config() -> anyhow::Result<Loaded> {
+    let exe = std::env::current_exe().context("cannot locate the mcplane executable")?;
+    let yaml = format!(
+        "mcp:\n  servers:\n    demo:\n      transport: stdio\n      command: {}\n      args: [demo-server]\n",
+        serde_json::to_string(&exe.display().to_string())?
+    );
+    Ok(mcplane_config::parse(&yaml, &|_| None)?)
+}
+
+fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    let loaded = match path {
+        Some(p) => mcplane_config::load(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+        None => default_config()?,
+    };
+    for n in &loaded.notices {
+        tracing::warn!(key = %n.path, "{}", n.message);
+    }
+    Ok(loaded.config)
+}
+
+/// Everything a running gateway holds.
+struct Running {
+    config: Config,
+    gateway: Arc<Gateway>,
+    server: Arc<Server>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+fn start(config: Config) -> Running {
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let (events_tx, events_rx) = tokio::sync::mpsc::channel(1024);
+    let upstreams = config
+        .mcp
+        .servers
+        .iter()
+        .map(|u| {
+            Upstream::spawn(
+                u.clone(),
+                upstream::opener(),
+                events_tx.clone(),
+                shutdown.clone(),
+                &tasks,
+            )
+        })
+        .collect();
+    let gateway = Gateway::new(&config.mcp, upstreams);
+    tasks.spawn(gateway.clone().route_events(events_rx));
+    let server = Server::new(gateway.clone());
+    tasks.spawn(mcplane_gateway::http::reap_idle_sessions(
+        server.clone(),
+        config.server.session_idle_timeout,
+        shutdown.clone(),
+    ));
+    Running {
+        config,
+        gateway,
+        server,
+        shutdown,
+        tasks,
+    }
+}
+
+impl Running {
+    /// Closes sessions, stops upstreams (children terminated), waits for background tasks.
+    async fn stop(self) {
+        self.server.shutdown().await;
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `mcplane serve`.
+pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    let mut config = load(path)?;
+    if let Some(l) = listen {
+        config.server.listen = l;
+    }
+    let running = start(config);
+    let gateway = running.gateway.clone();
+    let health = axum::Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let gateway = gateway.clone();
+                async move {
+                    let detail = gateway.status().await;
+                    let code = if gateway.ready() {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (code, Json(detail)).into_response()
+                }
+            }),
+        );
+    let app = mcplane_gateway::http::app(running.server.clone(), &running.config.server, health);
+    let listener = tokio::net::TcpListener::bind(running.config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", running.config.server.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "mcplane listening (MCP at /mcp)");
+    let stop = CancellationToken::new();
+    let stop_on_signal = stop.clone();
+    tokio::spawn(async move {
+        signal().await;
+        tracing::info!("shutting down");
+        stop_on_signal.cancel();
+    });
+    mcplane_gateway::http::serve(listener, app, stop, running.config.server.shutdown_grace).await?;
+    running.stop().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mcplane stdio`.
+pub async fn stdio(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let running = start(load(path)?);
+    tokio::select! {
+        r = mcplane_mcp::stdio_server::serve(running.server.clone(), tokio::io::stdin(), tokio::io::stdout()) => r?,
+        _ = signal() => {}
+    }
+    running.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mcplane demo-server`.
+pub async fn demo_server(listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    let server = Server::new(Arc::new(mcplane_mcp::demo::DemoServer::default()));
+    match listen {
+        None => {
+            tokio::select! {
+                r = mcplane_mcp::stdio_server::serve(server.clone(), tokio::io::stdin(), tokio::io::stdout()) => r?,
+                _ = signal() => {}
+            }
+        }
+        Some(addr) => {
+            let mut edge = mcplane_config::parse("", &|_| None)?.config.server;
+            edge.listen = addr;
+            let app = mcplane_gateway::http::app(server.clone(), &edge, axum::Router::new());
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "mcplane demo server listening (MCP at /mcp)");
+            let stop = CancellationToken::new();
+            let s = stop.clone();
+            tokio::spawn(async move {
+                signal().await;
+                s.cancel();
+            });
+            mcplane_gateway::http::serve(listener, app, stop, edge.shutdown_grace).await?;
+        }
+    }
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
