@@ -106,8 +106,19 @@ impl Connection {
             reason: "the client cancelled the request",
         };
         let msg = Message::request(json!(id), method, params).into_value();
-        self.pipe.send(msg, Some(id)).await?;
+        if let Err(e) = self.pipe.send(msg, Some(id)).await {
+            if let UpstreamError::Timeout { .. } = e {
+                // The server may be working on it: cancel.
+                guard.reason = "mcplane timed out waiting for the response";
+            } else {
+                // The server never got the request (or its session is gone): nothing to cancel.
+                guard.armed = false;
+            }
+            return Err(e);
+        }
         let waited = tokio::select! {
+            // A response routed just before the transport ended must win over the close.
+            biased;
             r = tokio::time::timeout(timeout, wait) => match r {
                 Ok(Ok(m)) => Waited::Response(m),
                 Ok(Err(_)) => Waited::Closed,

@@ -38,6 +38,10 @@ struct Status {
     generation: u64,
     /// Initialized or given up on at least once.
     settled: bool,
+    /// Failed connection attempts so far (a caller waiting for a reconnect stops at the next).
+    failures: u64,
+    /// Why the last connection attempt failed, while down because of it.
+    error: Option<UpstreamError>,
 }
 
 /// One supervised upstream MCP server.
@@ -45,6 +49,9 @@ pub struct Upstream {
     config: UpstreamConfig,
     status: watch::Sender<Status>,
 }
+
+/// The reason given once the supervisor has stopped.
+const SHUT_DOWN: &str = "shut down";
 
 /// How long a connection must have been up for the back-off to reset.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
@@ -65,6 +72,8 @@ impl Upstream {
             init: None,
             generation: 0,
             settled: false,
+            failures: 0,
+            error: None,
         });
         let up = Arc::new(Upstream { config, status });
         tasks.spawn(up.clone().supervise(opener, events, shutdown));
@@ -122,9 +131,12 @@ impl Upstream {
             .await
         {
             Err(UpstreamError::SessionExpired { .. }) => {
-                let seen = self.generation();
+                let (seen, failures) = {
+                    let s = self.status.borrow();
+                    (s.generation, s.failures)
+                };
                 conn.close().await;
-                let conn = self.connection(seen + 1).await?;
+                let conn = self.reconnected(seen + 1, failures).await?;
                 conn.request(method, params, related, self.config.timeouts.call)
                     .await
             }
@@ -142,13 +154,35 @@ impl Upstream {
         self.connection(0).await?.notify(method, params).await
     }
 
-    /// A ready connection of at least `min_generation`, waiting while one is being set up.
+    /// A ready connection, waiting while one is being set up; fails fast when down.
     async fn connection(&self, min_generation: u64) -> Result<Arc<Connection>, UpstreamError> {
+        self.wait_ready(min_generation, None).await
+    }
+
+    /// A connection newer than the one that just ended (generation `min_generation` or later),
+    /// waiting through the back-off before the reconnect; fails when a connection attempt made
+    /// after `failures_seen` failures fails too.
+    async fn reconnected(
+        &self,
+        min_generation: u64,
+        failures_seen: u64,
+    ) -> Result<Arc<Connection>, UpstreamError> {
+        self.wait_ready(min_generation, Some(failures_seen)).await
+    }
+
+    async fn wait_ready(
+        &self,
+        min_generation: u64,
+        failures_seen: Option<u64>,
+    ) -> Result<Arc<Connection>, UpstreamError> {
         let limit = self.config.timeouts.connect + self.config.timeouts.initialize;
         let mut rx = self.status.subscribe();
         let wait = rx.wait_for(|s| match &s.state {
             UpstreamState::Ready => s.generation >= min_generation,
-            UpstreamState::Down { .. } => true,
+            UpstreamState::Down { reason } => match failures_seen {
+                None => true,
+                Some(seen) => s.failures > seen || reason == SHUT_DOWN,
+            },
             UpstreamState::Connecting => false,
         });
         let status = match tokio::time::timeout(limit, wait).await {
@@ -164,7 +198,9 @@ impl Upstream {
         };
         match (status.state, status.conn) {
             (UpstreamState::Ready, Some(conn)) => Ok(conn),
-            (UpstreamState::Down { reason }, _) => Err(self.unavailable(&reason)),
+            (UpstreamState::Down { reason }, _) => {
+                Err(status.error.unwrap_or_else(|| self.unavailable(&reason)))
+            }
             _ => Err(self.unavailable("not connected")),
         }
     }
@@ -193,10 +229,15 @@ impl Upstream {
         let mut backoff = initial;
         loop {
             self.set(|s| s.state = UpstreamState::Connecting);
-            let attempt = tokio::select! {
-                r = self.connect(&opener, events.clone()) => r,
-                _ = shutdown.cancelled() => break,
-            };
+            // Not raced against shutdown here: `connect` closes what it opened when shutdown
+            // interrupts it (dropping it mid-initialize would leave the transport open).
+            let attempt = self.connect(&opener, events.clone(), &shutdown).await;
+            if shutdown.is_cancelled() {
+                if let Ok((conn, _)) = attempt {
+                    conn.close().await;
+                }
+                break;
+            }
             match attempt {
                 Ok((conn, init)) => {
                     tracing::info!(server = %self.config.name, "upstream initialized");
@@ -206,6 +247,7 @@ impl Upstream {
                         s.init = Some(init);
                         s.generation += 1;
                         s.settled = true;
+                        s.error = None;
                     });
                     let up_since = Instant::now();
                     tokio::select! {
@@ -237,6 +279,8 @@ impl Upstream {
                         s.conn = None;
                         s.init = None;
                         s.settled = true;
+                        s.failures += 1;
+                        s.error = Some(e);
                     });
                 }
             }
@@ -248,10 +292,11 @@ impl Upstream {
         }
         self.set(|s| {
             s.state = UpstreamState::Down {
-                reason: "shut down".into(),
+                reason: SHUT_DOWN.into(),
             };
             s.conn = None;
             s.settled = true;
+            s.error = None;
         });
     }
 
@@ -259,18 +304,21 @@ impl Upstream {
         &self,
         opener: &Opener,
         events: mpsc::Sender<UpstreamEvent>,
+        shutdown: &CancellationToken,
     ) -> Result<(Arc<Connection>, Value), UpstreamError> {
         let name = &self.config.name;
         let t = self.config.timeouts;
-        let opened = tokio::time::timeout(t.connect, opener(self.config.clone()))
-            .await
-            .map_err(|_| UpstreamError::Timeout {
+        let open = tokio::time::timeout(t.connect, opener(self.config.clone()));
+        let opened = tokio::select! {
+            r = open => r.map_err(|_| UpstreamError::Timeout {
                 server: name.clone(),
                 what: "connect".into(),
                 secs: t.connect.as_secs_f64(),
-            })??;
+            })??,
+            _ = shutdown.cancelled() => return Err(self.unavailable(SHUT_DOWN)),
+        };
         let conn = Connection::start(name.clone(), opened, events);
-        let result = async {
+        let initialize = async {
             let response = conn
                 .request("initialize", Some(initialize_params()), None, t.initialize)
                 .await
@@ -299,8 +347,11 @@ impl Upstream {
             conn.negotiated(version);
             conn.notify("notifications/initialized", None).await?;
             Ok(init)
-        }
-        .await;
+        };
+        let result = tokio::select! {
+            r = initialize => r,
+            _ = shutdown.cancelled() => Err(self.unavailable(SHUT_DOWN)),
+        };
         match result {
             Ok(init) => Ok((conn, init)),
             Err(e) => {
