@@ -507,14 +507,15 @@ impl Server {
                 }
             };
             let outcome = tokio::select! {
-                r = work => Some(r),
+                biased;
                 _ = cancelled.cancelled() => None,
+                r = work => Some(r),
             };
             if let Ok(mut f) = session.inflight.lock() {
                 f.remove(&key);
             }
             // A cancelled request gets no response (MCP cancellation semantics).
-            if let Some(outcome) = outcome {
+            if let Some(outcome) = outcome.filter(|_| !cancelled.is_cancelled()) {
                 let reply = match outcome {
                     Ok(result) => Message::response(id, result),
                     Err(e) => Message::error(id, &e),
