@@ -3,8 +3,11 @@
 //! The file is read as text, `${ENV}` references are interpolated ([`interpolate`]), the result is
 //! deserialized into raw `*Spec` types (every struct denies unknown keys, so a typo is an error
 //! that names its key path), then lowered into one validated, immutable [`Config`]. Sections that
-//! later features will implement are accepted and reported as [`Notice`]s ("not yet active"),
-//! never silently ignored. [`json_schema`] generates the JSON Schema published in `docs/`.
+//! later features will implement are typed and validated just the same, kept in
+//! [`Config::pending`] and reported as [`Notice`]s ("not active yet"), never silently ignored.
+//! Secrets (API keys, signing keys, database URLs) are [`SecretString`]s that never print.
+//! [`json_schema`] generates `docs/mcplane.schema.json` and [`reference_markdown`]
+//! `docs/config-reference.md`; a test keeps both current (`MCPLANE_BLESS=1` rewrites them).
 
 mod audit;
 mod auth;
