@@ -15,7 +15,7 @@ use crate::upstream::{RelatedSink, Upstream, UpstreamError, UpstreamEvent, Upstr
 use async_trait::async_trait;
 use catalog::{Fetched, ListKind, View};
 use futures::stream::{FuturesUnordered, StreamExt};
-use mcplane_config::{FailMode, McpConfig, NamingConfig};
+use mcplane_config::{FailMode, McpConfig, NamingConfig, PrefixMode};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -541,11 +541,39 @@ impl Gateway {
             .ok_or_else(|| RpcError::invalid_params(format!("{method} needs params.name")))?
             .to_string();
         let view = self.view(kind).await?;
-        let Some((i, original)) = Self::owner_by_name(&view, &name) else {
+        let Some((i, original)) =
+            Self::owner_by_name(&view, &name).or_else(|| self.attribute(kind, &name))
+        else {
             return Err(self.unknown(kind, &name));
         };
         params["name"] = original.into();
         self.relay(cx, i, method, params).await
+    }
+
+    /// The owner of a name no upstream lists, when it can only be one connected upstream: the
+    /// one its prefix names, or (prefix mode `never`) the only upstream serving this kind. The
+    /// upstream then answers for its own namespace, exactly as it would to a direct client.
+    fn attribute(&self, kind: ListKind, name: &str) -> Option<(usize, String)> {
+        let ready = |i: &usize| self.upstreams[*i].state() == UpstreamState::Ready;
+        let by_prefix = self.names.iter().enumerate().find_map(|(i, server)| {
+            let rest = name
+                .strip_prefix(server.as_str())?
+                .strip_prefix(&self.naming.delimiter)?;
+            Some((i, rest.to_string()))
+        });
+        if let Some((i, rest)) = by_prefix {
+            return ready(&i).then_some((i, rest));
+        }
+        if self.naming.prefix != PrefixMode::Never {
+            return None;
+        }
+        let serving: Vec<usize> = (0..self.upstreams.len())
+            .filter(|&i| self.has_capability(i, kind.capability()))
+            .collect();
+        match serving.as_slice() {
+            [only] if ready(only) => Some((*only, name.to_string())),
+            _ => None,
+        }
     }
 
     /// The error for a name no live upstream lists: if its prefix names an upstream that is not
@@ -591,6 +619,7 @@ impl Gateway {
                     .unwrap_or_default();
                 let view = self.view(ListKind::Prompts).await?;
                 let (i, original) = Self::owner_by_name(&view, name)
+                    .or_else(|| self.attribute(ListKind::Prompts, name))
                     .ok_or_else(|| self.unknown(ListKind::Prompts, name))?;
                 params["ref"]["name"] = original.into();
                 i
