@@ -1,6 +1,8 @@
 //! End-to-end: the real binary aggregating real upstreams (the demo server over stdio and over
 //! Streamable HTTP, a dead one), driven over HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{Client, Gateway, exe};

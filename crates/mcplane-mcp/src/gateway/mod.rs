@@ -357,10 +357,7 @@ impl Gateway {
             Kind::Notification => {
                 let mut value = message.into_value();
                 if value["method"] == "notifications/progress" {
-                    let Some(token) = client_token else {
-                        return None;
-                    };
-                    value["params"]["progressToken"] = token.clone();
+                    value["params"]["progressToken"] = client_token?.clone();
                 }
                 cx.send(value).await;
                 None

@@ -58,7 +58,11 @@ impl Drop for CancelOnDrop<'_> {
 impl Connection {
     /// Starts multiplexing over an opened pipe. Messages that are neither responses nor related
     /// to a pending request go to `events`.
-    pub fn start(server: String, opened: Opened, events: mpsc::Sender<UpstreamEvent>) -> Arc<Connection> {
+    pub fn start(
+        server: String,
+        opened: Opened,
+        events: mpsc::Sender<UpstreamEvent>,
+    ) -> Arc<Connection> {
         let (pipe, incoming) = opened;
         let conn = Arc::new(Connection {
             server,
@@ -148,7 +152,8 @@ impl Connection {
 
     /// Sends a notification.
     pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), UpstreamError> {
-        self.send(Message::notification(method, params).into_value()).await
+        self.send(Message::notification(method, params).into_value())
+            .await
     }
 
     /// Sends a raw message (e.g. the reply to a server→client request).
@@ -193,12 +198,18 @@ impl Connection {
                     Some(p) => {
                         let _ = p.done.send(msg);
                     }
-                    None => tracing::debug!(server = %self.server, "response to an unknown or finished request ignored"),
+                    None => {
+                        tracing::debug!(server = %self.server, "response to an unknown or finished request ignored")
+                    }
                 }
             }
             Kind::Request | Kind::Notification => {
                 let sink = incoming.related_to.and_then(|id| {
-                    self.pending.lock().ok()?.get(&id).and_then(|p| p.related.clone())
+                    self.pending
+                        .lock()
+                        .ok()?
+                        .get(&id)
+                        .and_then(|p| p.related.clone())
                 });
                 let value = msg.into_value();
                 let unrouted = match sink {
@@ -239,4 +250,3 @@ async fn read_loop(
         p.clear();
     }
 }
-

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Opens a transport for a config; the production opener is [`super::open`].
-pub type Opener = Arc<dyn Fn(UpstreamConfig) -> BoxFuture<'static, Result<Opened, UpstreamError>> + Send + Sync>;
+pub type Opener =
+    Arc<dyn Fn(UpstreamConfig) -> BoxFuture<'static, Result<Opened, UpstreamError>> + Send + Sync>;
 
 /// Where an upstream stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +128,12 @@ impl Upstream {
     ) -> Result<Message, UpstreamError> {
         let conn = self.connection(0).await?;
         match conn
-            .request(method, params.clone(), related.clone(), self.config.timeouts.call)
+            .request(
+                method,
+                params.clone(),
+                related.clone(),
+                self.config.timeouts.call,
+            )
             .await
         {
             Err(UpstreamError::SessionExpired { .. }) => {
@@ -330,10 +336,12 @@ impl Upstream {
                     },
                     e => e,
                 })?;
-            let init = response.into_outcome().map_err(|e| UpstreamError::Unavailable {
-                server: name.clone(),
-                reason: format!("initialize failed: {}", e.message),
-            })?;
+            let init = response
+                .into_outcome()
+                .map_err(|e| UpstreamError::Unavailable {
+                    server: name.clone(),
+                    reason: format!("initialize failed: {}", e.message),
+                })?;
             let version = init
                 .get("protocolVersion")
                 .and_then(Value::as_str)

@@ -1,6 +1,6 @@
 //! Starting the real `mcplane` binary for end-to-end tests, and a small MCP HTTP client.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -130,10 +130,10 @@ impl Gateway {
         let client = http();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = client.get(self.url("/readyz")).send().await {
-                if r.status() == 200 {
-                    return r.json().await.unwrap();
-                }
+            if let Ok(r) = client.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return r.json().await.unwrap();
             }
             assert!(Instant::now() < deadline, "mcplane never became ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
