@@ -86,7 +86,7 @@ pub struct UpstreamSpec {
     /// stdio: environment variables set for the process.
     pub env: Option<BTreeMap<String, String>>,
     /// stdio: names of mcplane's own environment variables passed through. The environment is
-    /// otherwise cleared except `PATH`, `HOME`, `LANG`, `TZ`, `TMPDIR`.
+    /// otherwise cleared except `PATH`, `HOME`, `LANG`, `LC_ALL`, `TZ`, `TMPDIR`.
     pub env_passthrough: Option<Vec<String>>,
     /// stdio: working directory.
     pub cwd: Option<PathBuf>,
