@@ -325,3 +325,32 @@ fn check_reports_key_paths() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("not active yet"), "{err}");
 }
+
+#[tokio::test]
+async fn concurrent_clients_with_the_same_ids_get_their_own_answers() {
+    let gw = Gateway::start(&format!("mcp:\n  servers:\n{}", demo_stdio("demo")));
+    gw.wait_ready().await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let mut c = Client::new(gw.url("/mcp"));
+        c.initialize().await;
+        clients.push(c);
+    }
+    let runs = clients.into_iter().enumerate().map(|(n, mut c)| async move {
+        for round in 0..20 {
+            let text = format!("client-{n}-round-{round}");
+            // Every client uses the same JSON-RPC id for every call.
+            let r = c
+                .post(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                    "params": {"name": "demo__long_task", "arguments": {"steps": 1, "delay_ms": 1}}}))
+                .await;
+            assert_eq!(r.response()["id"], 7);
+            let r = c
+                .post(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                    "params": {"name": "demo__echo", "arguments": {"text": text}}}))
+                .await;
+            assert_eq!(r.response()["result"]["content"][0]["text"], text);
+        }
+    });
+    futures::future::join_all(runs).await;
+}

@@ -398,7 +398,7 @@ impl Gateway {
     }
 
     /// Routes messages upstreams send outside any call: progress by token, server→client
-    /// requests to the newest call in flight on that upstream, list changes (cache invalidation
+    /// requests and log messages to the newest call in flight on that upstream, list changes (cache invalidation
     /// and a broadcast), resource updates to subscribers, everything else to every session.
     pub async fn route_events(self: Arc<Self>, mut events: mpsc::Receiver<UpstreamEvent>) {
         while let Some(event) = events.recv().await {
@@ -410,12 +410,7 @@ impl Gateway {
             };
             let method = message.method().unwrap_or_default().to_string();
             if message.kind() == Kind::Request {
-                let sink = self
-                    .inflight
-                    .lock()
-                    .ok()
-                    .and_then(|f| f.get(&i).and_then(|v| v.last().map(|(_, s)| s.clone())));
-                match sink {
+                match self.newest_call(i) {
                     Some(sink) => {
                         let _ = sink.try_send(message.into_value());
                     }
@@ -475,9 +470,23 @@ impl Gateway {
                         }
                     }
                 }
+                // A log line from a transport that cannot say which call it belongs to goes to
+                // the newest call on that upstream, not to every client.
+                "notifications/message" => match self.newest_call(i) {
+                    Some(sink) => {
+                        let _ = sink.try_send(message.into_value());
+                    }
+                    None => self.broadcast(&method, params),
+                },
                 _ => self.broadcast(&method, params),
             }
         }
+    }
+
+    /// The relay sink of the newest call in flight on upstream `i`.
+    fn newest_call(&self, i: usize) -> Option<RelatedSink> {
+        let inflight = self.inflight.lock().ok()?;
+        inflight.get(&i)?.last().map(|(_, sink)| sink.clone())
     }
 
     fn live_sessions(&self) -> Vec<Arc<Session>> {
