@@ -173,8 +173,12 @@ def main(argv: list[str]) -> int:
             for c in dedupe(checks):
                 if c["status"] in ("FAILURE", "WARNING"):
                     fails.append(f"{sc}:{c['id']}")
-        head = a.write_baseline.read_text().splitlines()[0] if a.write_baseline.exists() else ""
-        lines = [head] if head.startswith("#") else []
+        lines = []
+        if a.write_baseline.exists():  # keep the file's leading comment block
+            for ln in a.write_baseline.read_text().splitlines():
+                if not ln.startswith("#"):
+                    break
+                lines.append(ln)
         lines.append("server:" + ("" if fails else " []"))
         lines += [f"  - {f}" for f in sorted(fails)]
         a.write_baseline.write_text("\n".join(lines) + "\n")

@@ -100,6 +100,7 @@ def test_lists_tools_of_both_upstreams(stack):
 def test_calls_a_tool_of_each_upstream(stack):
     async def go():
         async with client(stack.mcp_url) as c:
+            await all_pages(c.list_tools, "tools")  # so the SDK validates structuredContent against outputSchema
             r = await c.call_tool("everything__echo", {"message": "hello through mcplane"})
             assert not r.is_error
             assert text_of(r) == "Echo: hello through mcplane"
@@ -120,6 +121,7 @@ def test_calls_a_tool_of_each_upstream(stack):
 def test_tool_results_pass_through_untouched(stack):
     async def go():
         async with client(stack.mcp_url) as c:
+            await all_pages(c.list_tools, "tools")
             r = await c.call_tool("everything__get-tiny-image", {})
             kinds = [b.type for b in r.content]
             assert "image" in kinds, kinds
@@ -264,6 +266,7 @@ def test_concurrent_clients_get_their_own_answers(stack):
 
     async def one(tag: str):
         async with client(stack.mcp_url) as c:
+            await all_pages(c.list_tools, "tools")
             outs = await asyncio.gather(*(c.call_tool("demo__echo", {"text": f"{tag}-{i}"}) for i in range(10)),
                                         *(c.call_tool("everything__echo", {"message": f"{tag}-{i}"}) for i in range(5)))
             texts = [text_of(r) for r in outs]
