@@ -10,7 +10,7 @@ PY="$ROOT/.tools/venv/bin/python"
 [[ -x "$PY" ]] || { echo "external-tests: run scripts/install-tools.sh first" >&2; exit 2; }
 
 echo "== external: Python SDK (mcp $("$PY" -c 'import importlib.metadata as m; print(m.version("mcp"))')) through mcplane"
-"$PY" -m pytest tests/external -p no:cacheprovider -q -rA "$@"
+"$PY" -m pytest tests/external -p no:cacheprovider -v -rfE "$@"
 
 echo "== external: MCP Inspector CLI through mcplane"
 tests/external/inspector.sh

@@ -171,6 +171,27 @@ def _same_process_alive(pid: int, start: int) -> bool:
     return st is not None and st[2] == start and st[0] not in ("Z", "X")
 
 
+def pids_with_cmdline(prefix: str) -> dict[int, str]:
+    """Live processes whose command line starts with `prefix` (pid -> command line)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and pid_running(int(entry.name)):
+            cmd = _cmdline(int(entry.name))
+            if cmd.startswith(prefix):
+                out[int(entry.name)] = cmd
+    return out
+
+
+def wait_gone(probe, timeout: float = 10.0):
+    """Poll `probe()` until it returns something empty or `timeout` passes; returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = probe()
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
 def stop_pid(pid: int, name: str = "", grace: float = 15.0) -> list[str]:
     """SIGTERM pid, wait for it, SIGKILL after `grace`; then report (and kill) descendants that
     outlived it. Returns a description of each leftover (empty list: clean shutdown)."""

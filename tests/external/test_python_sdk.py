@@ -296,3 +296,33 @@ def test_legacy_sse_transport(stack):
             assert r.messages
 
     run(go)
+
+
+def test_stdio_mode(stack):
+    """`mcplane stdio --config FILE`, launched by the SDK as its one MCP server (as a desktop client
+    would), aggregates the same two upstreams; when the client closes stdin, mcplane exits and
+    takes its stdio upstream (demo-server) with it."""
+    import harness  # scripts/lib, put on sys.path by conftest.py
+    from mcp import StdioServerParameters
+
+    mcplane = str(harness.mcplane_bin())
+    before = set(harness.pids_with_cmdline(mcplane))
+    params = StdioServerParameters(command=mcplane, args=["stdio", "--config", str(stack.config_path)],
+                                   env={"PATH": "/usr/bin:/bin", "RUST_LOG": "info"})
+
+    async def go():
+        async with Client(params, read_timeout_seconds=30) as c:
+            names = {t.name for t in await all_pages(c.list_tools, "tools")}
+            assert {"demo__add", "everything__echo"} <= names, names
+            r = await c.call_tool("demo__add", {"a": 20, "b": 22})
+            assert r.structured_content == {"sum": 42}
+            r = await c.call_tool("everything__echo", {"message": "over stdio"})
+            assert text_of(r) == "Echo: over stdio"
+            r = await c.get_prompt("demo__greeting", {"name": "Linus"})
+            assert r.messages
+            r = await c.complete(PromptReference(type="ref/prompt", name="demo__greeting"), {"name": "name", "value": "Li"})
+            assert "Linus" in r.completion.values, r
+
+    run(go)
+    left = harness.wait_gone(lambda: set(harness.pids_with_cmdline(mcplane)) - before, timeout=10)
+    assert not left, f"processes left after the stdio client closed: {left}"
