@@ -286,14 +286,15 @@ def start_everything(log_dir: Path, port: int | None = None, transport: str = "s
     return p, port
 
 
-def start_mcplane(config_path: Path, log_dir: Path, port: int | None = None, ready_timeout: float = 60.0,
+def start_mcplane(config_path: Path | None, log_dir: Path, port: int | None = None, ready_timeout: float = 60.0,
                   env_extra: dict[str, str] | None = None) -> tuple[Proc, str]:
-    """`mcplane serve --config … --listen 127.0.0.1:port`, waited for until /readyz is 200."""
+    """`mcplane serve [--config …] --listen 127.0.0.1:port`, waited for until /readyz is 200."""
     port = port or free_port()
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "info")
     env.update(env_extra or {})
-    p = spawn(f"mcplane:{port}", [mcplane_bin(), "serve", "--config", config_path, "--listen", f"127.0.0.1:{port}"],
+    conf = ["--config", config_path] if config_path is not None else []
+    p = spawn(f"mcplane:{port}", [mcplane_bin(), "serve", *conf, "--listen", f"127.0.0.1:{port}"],
               log_dir / f"mcplane-{port}.log", env=env)
     base = f"http://127.0.0.1:{port}"
     try:
