@@ -80,6 +80,12 @@ log "pip install -r scripts/tools/requirements.txt"
 
 # --- smoke checks: every tool starts ------------------------------------------------------
 "$NODE" "$TOOLS/node_modules/@modelcontextprotocol/conformance/dist/index.js" --version >/dev/null
+# The Inspector CLI lists server-everything's tools over stdio. (Inspector v1 reads its own
+# package.json through a cwd-relative path: run it from a folder whose parent has a package.json.)
+(cd "$TOOLS/node_modules" && "$NODE" @modelcontextprotocol/inspector-cli/build/cli.js --cli \
+    "$NODE" "$TOOLS/node_modules/@modelcontextprotocol/server-everything/dist/index.js" stdio \
+    --method tools/list 2>/dev/null) | grep -q '"name": "echo"' ||
+  { log "smoke test failed: inspector-cli could not list server-everything's tools over stdio"; exit 1; }
 "$TOOLS/venv/bin/python" -c 'import mcp, pytest; from mcp import Client; from mcp.client.sse import sse_client'
 tools_ok || { log "installation incomplete"; exit 1; }
 
