@@ -1,8 +1,13 @@
 //! mcplane's shared vocabulary.
 //!
 //! Small value types every other crate speaks: how an error is classified (its [`ErrorKind`],
-//! which [`Side`] caused it and whether a retry may help). Rendering an error for a protocol is
-//! the job of the protocol's crate; this crate only names things.
+//! which [`Side`] caused it and whether a retry may help) and money ([`MicroUsd`], integer
+//! micro-dollars). Rendering an error for a protocol is the job of the protocol's crate; this
+//! crate only names things.
+
+pub mod money;
+
+pub use money::MicroUsd;
 
 use serde::Serialize;
 
