@@ -59,7 +59,9 @@ pub use server::{ServerConfig, ServerSpec};
 pub use spec::{ConfigSpec, PendingSections};
 pub use store::StoreSpec;
 pub use tenants::{OrgSpec, ProjectDetailsSpec, ProjectSpec, RateLimitSpec, TeamSpec, TenantsSpec};
-pub use virtual_server::{ItemOverrideSpec, VirtualServerSpec};
+pub use virtual_server::{
+    ItemOverride, ItemOverrideSpec, ItemPattern, VirtualServerConfig, VirtualServerSpec,
+};
 
 use std::path::Path;
 

@@ -1,9 +1,9 @@
 //! The `mcp` section: upstream MCP servers and how their names are exposed.
 
-use crate::{ConfigError, HumanDuration, VirtualServerSpec};
+use crate::{ConfigError, HumanDuration, VirtualServerConfig, VirtualServerSpec};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -123,7 +123,8 @@ pub struct McpSpec {
     pub on_upstream_failure: Option<FailMode>,
     /// Upstream MCP servers by name (`[A-Za-z0-9_-]`, the name used as prefix).
     pub servers: Option<BTreeMap<String, UpstreamSpec>>,
-    /// Curated endpoints at `/mcp/{name}` (`[A-Za-z0-9_-]`). Not active yet.
+    /// Curated endpoints at `/mcp/{name}` (`[A-Za-z0-9_-]`): a subset of the upstreams' tools,
+    /// prompts and resources, renamed as configured. Reloaded without a restart.
     pub virtual_servers: Option<BTreeMap<String, VirtualServerSpec>>,
 }
 
@@ -276,6 +277,8 @@ pub struct McpConfig {
     pub on_upstream_failure: FailMode,
     /// Upstreams in name order.
     pub servers: Vec<UpstreamConfig>,
+    /// Virtual servers in name order.
+    pub virtual_servers: Vec<VirtualServerConfig>,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -320,14 +323,28 @@ impl McpSpec {
             }
             servers.push(s.lower(name, &at)?);
         }
+        let naming = NamingConfig {
+            prefix: naming.prefix.unwrap_or_default(),
+            delimiter,
+            max_len,
+        };
+        let names: BTreeSet<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+        let mut virtual_servers = Vec::new();
+        for (name, vs) in self.virtual_servers.unwrap_or_default() {
+            let at = format!("mcp.virtual_servers.{name}");
+            if !valid_name(&name) {
+                return Err(ConfigError::invalid(
+                    at,
+                    "virtual server names may only use [A-Za-z0-9_-] (they are URL path segments)",
+                ));
+            }
+            virtual_servers.push(vs.lower(&name, &at, &names, &naming)?);
+        }
         Ok(McpConfig {
-            naming: NamingConfig {
-                prefix: naming.prefix.unwrap_or_default(),
-                delimiter,
-                max_len,
-            },
+            naming,
             on_upstream_failure: self.on_upstream_failure.unwrap_or_default(),
             servers,
+            virtual_servers,
         })
     }
 }

@@ -13,12 +13,9 @@ use crate::routing::RoutingSpec;
 use crate::server::ServerSpec;
 use crate::store::StoreSpec;
 use crate::tenants::TenantsSpec;
-use crate::validate::field;
-use crate::virtual_server::VirtualServerSpec;
 use crate::{Config, ConfigError, Loaded, Notice};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
 
 /// The root of `mcplane.yaml`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -74,8 +71,6 @@ pub struct PendingSections {
     pub guardrails: Option<GuardrailsSpec>,
     /// `audit`.
     pub audit: Option<AuditSpec>,
-    /// `mcp.virtual_servers`.
-    pub virtual_servers: Option<BTreeMap<String, VirtualServerSpec>>,
 }
 
 impl ConfigSpec {
@@ -119,9 +114,7 @@ impl ConfigSpec {
             audit,
         } = self;
         let server = server.unwrap_or_default().lower()?;
-        let mut mcp_spec = mcp.unwrap_or_default();
-        let virtual_servers = mcp_spec.virtual_servers.take();
-        let mcp = mcp_spec.lower()?;
+        let mcp = mcp.unwrap_or_default().lower()?;
 
         if let Some(s) = &store {
             s.validate("store")?;
@@ -153,22 +146,6 @@ impl ConfigSpec {
         if let Some(a) = &audit {
             a.validate("audit")?;
         }
-        let server_names: BTreeSet<&str> = mcp.servers.iter().map(|s| s.name.as_str()).collect();
-        for (name, vs) in virtual_servers.iter().flatten() {
-            let at = field("mcp.virtual_servers", name);
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
-            {
-                return Err(ConfigError::invalid(
-                    at,
-                    "virtual server names may only use [A-Za-z0-9_-] (they are URL path segments)",
-                ));
-            }
-            vs.validate(&at, &server_names, mcp.naming.max_len)?;
-        }
-
         let mut notices = Vec::new();
         let inactive = [
             ("store", store.is_some(), "persistence"),
@@ -192,13 +169,15 @@ impl ConfigSpec {
                 });
             }
         }
-        if virtual_servers.is_some() {
-            notices.push(Notice {
-                path: "mcp.virtual_servers".into(),
-                message:
-                    "accepted but not active yet: virtual servers are not implemented in this build"
-                        .into(),
-            });
+        for vs in &mcp.virtual_servers {
+            for ((server, item), _) in vs.overrides.iter() {
+                if !vs.shows(server, item) {
+                    notices.push(Notice {
+                        path: format!("mcp.virtual_servers.{}.overrides.{server}/{item}", vs.name),
+                        message: "has no effect: include/exclude hide this item".into(),
+                    });
+                }
+            }
         }
         let config = Config {
             server,
@@ -214,7 +193,6 @@ impl ConfigSpec {
                 cache,
                 guardrails,
                 audit,
-                virtual_servers,
             },
         };
         Ok(Loaded { config, notices })

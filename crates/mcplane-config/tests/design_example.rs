@@ -44,7 +44,10 @@ fn design_example_parses() {
     assert!(matches!(policies[0].then, PolicyThen::Actions(_)));
     assert!(matches!(policies[1].then, PolicyThen::Action(_)));
     assert_eq!(p.budgets.as_deref().unwrap()[0].scope, "team:payments");
-    assert!(p.virtual_servers.as_ref().unwrap().contains_key("support"));
+    let support = &c.mcp.virtual_servers[0];
+    assert_eq!(support.name, "support");
+    assert!(support.shows("github", "list_issues") && !support.shows("github", "create_issue"));
+    assert!(support.shows("files", "echo"));
 
     let paths: Vec<_> = loaded.notices.iter().map(|n| n.path.as_str()).collect();
     assert_eq!(
@@ -60,7 +63,6 @@ fn design_example_parses() {
             "cache",
             "guardrails",
             "audit",
-            "mcp.virtual_servers"
         ]
     );
     assert!(
