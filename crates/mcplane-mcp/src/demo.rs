@@ -66,7 +66,75 @@ This is the built-in MCP server that mcplane's quick start puts behind the gatew
 - Prompts: `greeting` (argument `name`, with completion).\n\n\
 Run it with `mcplane demo-server`.\n";
 
-pub use crate::protocol::LogLevel;
+/// Syslog-style MCP logging levels, least severe first (so `Ord` compares severity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// `debug`
+    Debug,
+    /// `info`
+    Info,
+    /// `notice`
+    Notice,
+    /// `warning`
+    Warning,
+    /// `error`
+    Error,
+    /// `critical`
+    Critical,
+    /// `alert`
+    Alert,
+    /// `emergency`
+    Emergency,
+}
+
+impl LogLevel {
+    /// Every level, least severe first.
+    pub const ALL: [LogLevel; 8] = [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Notice,
+        LogLevel::Warning,
+        LogLevel::Error,
+        LogLevel::Critical,
+        LogLevel::Alert,
+        LogLevel::Emergency,
+    ];
+
+    /// The wire name (`"warning"`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Notice => "notice",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+            LogLevel::Critical => "critical",
+            LogLevel::Alert => "alert",
+            LogLevel::Emergency => "emergency",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        Self::ALL.into_iter().find(|l| l.as_str() == s)
+    }
+
+    /// Reads `logging/setLevel` params, with a `-32602` naming the problem.
+    pub fn from_set_level_params(params: Option<&Value>) -> Result<LogLevel, RpcError> {
+        let level = params.and_then(|p| p.get("level"));
+        match level.and_then(Value::as_str) {
+            Some(s) => Self::parse(s).ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "unknown log level {s:?}: expected one of {}",
+                    Self::ALL.map(LogLevel::as_str).join(", ")
+                ))
+            }),
+            None => Err(RpcError::invalid_params(
+                "logging/setLevel needs the string parameter `level`",
+            )),
+        }
+    }
+}
 
 /// The demo server. One value serves any number of sessions.
 #[derive(Debug, Default)]

@@ -198,6 +198,16 @@ impl Item<'_> {
 /// `items` are `(server, name)` pairs; servers count in the order they first appear (config
 /// order). The order of items within a server does not matter.
 pub fn assign<S: AsRef<str>, N: AsRef<str>>(rules: &NamingConfig, items: &[(S, N)]) -> Assignment {
+    assign_reserved(rules, items, &BTreeSet::new())
+}
+
+/// [`assign`], with `reserved` names already taken (e.g. names a virtual server's overrides
+/// give): an item that would get one of them is disambiguated as if another item held it.
+pub fn assign_reserved<S: AsRef<str>, N: AsRef<str>>(
+    rules: &NamingConfig,
+    items: &[(S, N)],
+    reserved: &BTreeSet<String>,
+) -> Assignment {
     let max_len = rules.max_len.max(1);
     let mut out = Assignment {
         exposed: vec![None; items.len()],
@@ -279,7 +289,7 @@ pub fn assign<S: AsRef<str>, N: AsRef<str>>(rules: &NamingConfig, items: &[(S, N
 
     // Claim: in priority order, each item takes its candidate if still free.
     wanted.sort_by(|(_, a), (_, b)| a.priority().cmp(&b.priority()));
-    let mut taken: BTreeSet<String> = BTreeSet::new();
+    let mut taken: BTreeSet<String> = reserved.clone();
     let mut losers = Vec::new();
     for (i, it) in wanted {
         if taken.insert(it.candidate.clone()) {
@@ -534,6 +544,24 @@ mod tests {
                 .iter()
                 .all(|c| c.reason == CollisionReason::NoFreeName)
         );
+    }
+
+    #[test]
+    fn reserved_names_are_never_handed_out() {
+        let items = pairs(&[("a", "issues"), ("b", "x")]);
+        let reserved = BTreeSet::from(["issues".to_string(), "b__x".to_string()]);
+        let a = assign_reserved(&rules(PrefixMode::Never), &items, &reserved);
+        let first = a.exposed[0].as_deref().unwrap_or_default();
+        assert!(first.starts_with("issues-") && first.len() == 15, "{first}");
+        assert_eq!(a.exposed[1].as_deref(), Some("x"));
+        let a = assign_reserved(&rules(PrefixMode::Always), &items, &reserved);
+        assert_eq!(a.exposed[0].as_deref(), Some("a__issues"));
+        assert!(
+            a.exposed[1]
+                .as_deref()
+                .is_some_and(|n| n.starts_with("b__x-"))
+        );
+        assert!(a.reverse.keys().all(|k| !reserved.contains(k)));
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //! Downstream pagination walks the upstreams' own pages with a composite cursor
 //! (`epoch`, upstream index, page index).
 
+use super::apps::UiMap;
 use crate::jsonrpc::RpcError;
 use crate::naming;
 use base64::Engine;
 use mcplane_config::NamingConfig;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// The four listable kinds.
@@ -89,6 +90,31 @@ pub struct Fetched {
     pub pages: Vec<Vec<Value>>,
 }
 
+/// How a view presents the upstreams' items: which are shown, which get a fixed name, and
+/// edits to each (titles, descriptions). The full catalogue shows everything as it is
+/// ([`Everything`]); a virtual server curates.
+pub trait Shape {
+    /// Whether upstream `i` (`server`)'s item with key `key` (its own name, URI or URI template)
+    /// is shown.
+    fn shows(&self, _i: usize, _server: &str, _key: &str) -> bool {
+        true
+    }
+
+    /// A name the item gets as is (tools and prompts only), instead of the naming rules'.
+    fn fixed_name(&self, _server: &str, _key: &str) -> Option<&str> {
+        None
+    }
+
+    /// Edits the item as listed (after renaming).
+    fn decorate(&self, _server: &str, _key: &str, _item: &mut Value) {}
+}
+
+/// Shows every item unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Everything;
+
+impl Shape for Everything {}
+
 /// A merged, named list of one kind.
 #[derive(Debug, Default)]
 pub struct View {
@@ -100,16 +126,41 @@ pub struct View {
     pub collisions: Vec<String>,
     /// Changes whenever the view is rebuilt.
     pub epoch: u64,
+    /// The `ui://` URIs rewritten across upstreams (MCP Apps), applied to this view's items.
+    pub ui: Arc<UiMap>,
 }
 
 impl View {
-    /// Builds the view of one kind from each upstream's fetched list (`None` = not available).
+    /// Builds the view of one kind from each upstream's fetched list (`None` = not available),
+    /// everything shown, no `ui://` rewriting.
     pub fn build(
         kind: ListKind,
         naming_rules: &NamingConfig,
         servers: &[String],
         fetched: &[Option<Arc<Fetched>>],
         epoch: u64,
+    ) -> View {
+        View::shaped(
+            kind,
+            naming_rules,
+            servers,
+            fetched,
+            Arc::default(),
+            epoch,
+            &Everything,
+        )
+    }
+
+    /// Builds the view of one kind: the items `shape` shows, named by the naming rules (or
+    /// `shape`'s fixed names), `ui://` URIs rewritten by `ui`, then decorated by `shape`.
+    pub fn shaped(
+        kind: ListKind,
+        naming_rules: &NamingConfig,
+        servers: &[String],
+        fetched: &[Option<Arc<Fetched>>],
+        ui: Arc<UiMap>,
+        epoch: u64,
+        shape: &dyn Shape,
     ) -> View {
         let mut view = View {
             epoch,
@@ -120,36 +171,62 @@ impl View {
             ListKind::Resources => "uri",
             ListKind::Templates => "uriTemplate",
         };
+        let key_of = |i: usize, item: &Value| -> Option<String> {
+            let key = item.get(key_field).and_then(Value::as_str)?;
+            shape.shows(i, &servers[i], key).then(|| key.to_string())
+        };
+        // (upstream, original key) of every shown item, in list order.
         let mut pairs = Vec::new();
         for (i, f) in fetched.iter().enumerate() {
             for page in f.iter().flat_map(|f| f.pages.iter()) {
                 for item in page {
-                    if let Some(key) = item.get(key_field).and_then(Value::as_str) {
-                        pairs.push((i, key.to_string()));
+                    if let Some(key) = key_of(i, item) {
+                        pairs.push((i, key));
                     }
                 }
             }
         }
         let exposed: Vec<Option<String>> = if kind.renamed() {
+            let fixed: Vec<Option<&str>> = pairs
+                .iter()
+                .map(|(i, n)| shape.fixed_name(&servers[*i], n))
+                .collect();
+            let reserved: BTreeSet<String> =
+                fixed.iter().flatten().map(|n| n.to_string()).collect();
             let input: Vec<(String, String)> = pairs
                 .iter()
-                .map(|(i, n)| (servers[*i].clone(), n.clone()))
+                .zip(&fixed)
+                .filter(|(_, f)| f.is_none())
+                .map(|((i, n), _)| (servers[*i].clone(), n.clone()))
                 .collect();
-            let assigned = naming::assign(naming_rules, &input);
+            let assigned = naming::assign_reserved(naming_rules, &input, &reserved);
             view.collisions = assigned
                 .collisions
                 .iter()
                 .map(ToString::to_string)
                 .collect();
-            assigned.exposed
+            let mut generated = assigned.exposed.into_iter();
+            fixed
+                .iter()
+                .map(|f| match f {
+                    Some(name) => Some(name.to_string()),
+                    None => generated.next().flatten(),
+                })
+                .collect()
         } else {
-            // URIs are global; the first upstream (config order) to list one owns it.
-            let mut seen = std::collections::HashSet::new();
+            // URIs are global; the first upstream (config order) to list one owns it, except
+            // `ui://` URIs, which `ui` gives each upstream its own.
+            let mut seen = HashSet::new();
             pairs
                 .iter()
                 .map(|(i, uri)| {
-                    if seen.insert(uri.clone()) {
-                        Some(uri.clone())
+                    let exposed = if kind == ListKind::Resources {
+                        ui.exposed(*i, uri).to_string()
+                    } else {
+                        uri.clone()
+                    };
+                    if seen.insert(exposed.clone()) {
+                        Some(exposed)
                     } else {
                         view.collisions.push(format!(
                             "{} {uri:?} of server {} is hidden: already listed by another server",
@@ -166,25 +243,30 @@ impl View {
             for page in f.iter().flat_map(|f| f.pages.iter()) {
                 let mut out = Vec::with_capacity(page.len());
                 for item in page {
-                    let Some(orig) = item.get(key_field).and_then(Value::as_str) else {
+                    let Some(orig) = key_of(i, item) else {
                         continue;
                     };
                     let Some(Some(name)) = next.next() else {
                         continue;
                     };
-                    view.owners.insert(name.clone(), (i, orig.to_string()));
                     let mut item = item.clone();
-                    if kind.renamed()
+                    if name != orig
                         && let Some(o) = item.as_object_mut()
                     {
-                        o.insert("name".into(), name.into());
+                        o.insert(key_field.into(), name.clone().into());
                     }
+                    if kind == ListKind::Tools {
+                        ui.rewrite_item(i, &mut item);
+                    }
+                    shape.decorate(&servers[i], &orig, &mut item);
+                    view.owners.insert(name, (i, orig));
                     out.push(item);
                 }
                 server_pages.push(out);
             }
             view.pages.push(server_pages);
         }
+        view.ui = ui;
         view
     }
 

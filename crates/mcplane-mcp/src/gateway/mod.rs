@@ -7,7 +7,10 @@
 //! request ids remapped so concurrent clients never see each other's traffic. Messages an upstream
 //! sends outside any call go through [`Gateway::route_events`].
 
+pub mod apps;
 pub mod catalog;
+pub mod curation;
+mod sources;
 
 use crate::jsonrpc::{Kind, Message, RESOURCE_NOT_FOUND, RpcError, UPSTREAM_UNAVAILABLE};
 use crate::server::{RequestContext, Service, Session};
@@ -31,7 +34,7 @@ struct Cached {
 }
 
 struct CachedView {
-    inputs: Vec<Option<usize>>,
+    inputs: sources::SourceKey,
     view: Arc<View>,
 }
 
@@ -144,53 +147,8 @@ impl Gateway {
 
     /// The merged view of one kind, fetching what is missing or stale.
     pub async fn view(&self, kind: ListKind) -> Result<Arc<View>, RpcError> {
-        let fetches = self.upstreams.iter().enumerate().map(|(i, up)| async move {
-            if up.state() != UpstreamState::Ready {
-                return Err(UpstreamError::Unavailable {
-                    server: up.name().to_string(),
-                    reason: "not connected".into(),
-                });
-            }
-            if !self.has_capability(i, kind.capability()) {
-                return Ok(None);
-            }
-            let generation = up.generation();
-            let cached = self.lists.lock().ok().and_then(|l| {
-                l.get(&(i, kind))
-                    .filter(|c| c.generation == generation)
-                    .map(|c| c.fetched.clone())
-            });
-            if let Some(f) = cached {
-                return Ok(Some(f));
-            }
-            let fetched = Arc::new(self.fetch_all(i, kind).await?);
-            if let Ok(mut l) = self.lists.lock() {
-                l.insert(
-                    (i, kind),
-                    Cached {
-                        generation,
-                        fetched: fetched.clone(),
-                    },
-                );
-            }
-            Ok(Some(fetched))
-        });
-        let results = futures::future::join_all(fetches).await;
-        let mut fetched = Vec::with_capacity(results.len());
-        for r in results {
-            match r {
-                Ok(f) => fetched.push(f),
-                Err(e) if self.fail_mode == FailMode::FailClosed => return Err(unavailable(&e)),
-                Err(e) => {
-                    tracing::debug!(error = %e, list = kind.method(), "upstream left out of the list");
-                    fetched.push(None);
-                }
-            }
-        }
-        let inputs: Vec<Option<usize>> = fetched
-            .iter()
-            .map(|f| f.as_ref().map(|a| Arc::as_ptr(a) as usize))
-            .collect();
+        let sources = self.sources(kind).await?;
+        let inputs = sources.key();
         if let Ok(views) = self.views.lock()
             && let Some(c) = views.get(&kind)
             && c.inputs == inputs
@@ -198,12 +156,14 @@ impl Gateway {
             return Ok(c.view.clone());
         }
         let epoch = self.epoch.fetch_add(1, Ordering::Relaxed);
-        let view = Arc::new(View::build(
+        let view = Arc::new(View::shaped(
             kind,
             &self.naming,
             &self.names,
-            &fetched,
+            &sources.lists,
+            sources.ui_map(&self.names),
             epoch,
+            &catalog::Everything,
         ));
         for c in &view.collisions {
             tracing::warn!(list = kind.method(), "naming collision: {c}");
@@ -453,16 +413,13 @@ impl Gateway {
                     self.broadcast(m, None);
                 }
                 "notifications/resources/updated" => {
-                    let uri = params
-                        .as_ref()
-                        .and_then(|p| p.get("uri"))
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
+                    let mut params = params;
+                    let uri = self.exposed_uri_in(i, params.as_mut());
                     let subscribers = self
                         .subscriptions
                         .lock()
                         .ok()
-                        .and_then(|s| s.get(uri).cloned())
+                        .and_then(|s| s.get(&uri).cloned())
                         .unwrap_or_default();
                     for session in self.live_sessions() {
                         if subscribers.contains(session.id()) {
@@ -553,7 +510,9 @@ impl Gateway {
             return Err(self.unknown(kind, &name));
         };
         params["name"] = original.into();
-        self.relay(cx, i, method, params).await
+        let mut result = self.relay(cx, i, method, params).await?;
+        view.ui.rewrite_item(i, &mut result);
+        Ok(result)
     }
 
     /// The owner of a name no upstream lists, when it can only be one connected upstream: the
@@ -710,18 +669,7 @@ impl Service for Gateway {
             "completion/complete" => self.complete(cx, params).await,
             "logging/setLevel" => self.set_level(params).await,
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let params = params.unwrap_or_else(|| json!({}));
-                let uri = params
-                    .get("uri")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| RpcError::invalid_params(format!("{method} needs params.uri")))?
-                    .to_string();
-                let i = self.owner_by_uri(&uri).await?;
-                let result = self.relay(cx, i, method, params).await?;
-                if method != "resources/read" {
-                    self.subscription(&cx.session, &uri, method == "resources/subscribe");
-                }
-                Ok(result)
+                self.resource_request(cx, method, params).await
             }
             other => Err(RpcError::method_not_found(other)),
         }

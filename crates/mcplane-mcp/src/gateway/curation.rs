@@ -1,0 +1,666 @@
+//! Virtual servers: curated endpoints over the gateway's catalogue.
+//!
+//! A [`Curated`] is a [`Service`] of its own (served by its own [`crate::server::Server`], so
+//! its sessions are separate) that shows a subset of the [`Gateway`]'s upstream items, named by
+//! its own rules: `include`/`exclude` globs over `SERVER/ITEM`, per-item overrides of the exposed
+//! name, title and description, and its own prefix mode. Everything goes through the curation:
+//! lists, `tools/call`, `prompts/get`, `resources/*` and `completion/complete` resolve names and
+//! URIs in the curated views only, so an item that is not shown cannot be called by any name
+//! (the answer is the gateway's "unknown tool" error). Calls are relayed by the gateway, which
+//! also carries progress, logging and server→client requests, and routes list changes and
+//! resource updates of upstreams to the virtual server's sessions.
+//!
+//! The definition lives in an [`ArcSwap`]: [`Curated::update`] swaps it in place on a config
+//! reload, existing sessions see the new curation on their next request, and sessions are told
+//! (`notifications/*/list_changed`) when what they can see changed.
+//!
+//! MCP Apps: a `ui://` resource referenced by a shown tool is shown too (unless excluded), so
+//! the host can render the tool's app.
+
+use super::Gateway;
+use super::apps::{UiMap, tool_ui_refs, uri_param};
+use super::catalog::{self, ListKind, Shape, View};
+use super::sources::SourceKey;
+use crate::jsonrpc::{RESOURCE_NOT_FOUND, RpcError};
+use crate::server::{RequestContext, Service, Session};
+use crate::upstream::UpstreamState;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use mcplane_config::VirtualServerConfig;
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+/// A curated view as built, and what it was built from.
+struct CachedView {
+    inputs: SourceKey,
+    config: Arc<VirtualServerConfig>,
+    /// For resources: the epoch of the tools view whose `ui://` references were added.
+    tools_epoch: Option<u64>,
+    view: Arc<View>,
+}
+
+/// One virtual server: a curated [`Service`] over a [`Gateway`].
+pub struct Curated {
+    gateway: Arc<Gateway>,
+    config: ArcSwap<VirtualServerConfig>,
+    views: Mutex<HashMap<ListKind, CachedView>>,
+    sessions: Mutex<HashMap<String, Weak<Session>>>,
+    epoch: AtomicU64,
+}
+
+/// The [`Shape`] of one virtual server's view of one kind.
+struct Curation<'a> {
+    config: &'a VirtualServerConfig,
+    kind: ListKind,
+    /// `(upstream, original ui:// URI)` referenced by the tools shown (resources view only).
+    app_refs: HashSet<(usize, String)>,
+}
+
+impl Shape for Curation<'_> {
+    fn shows(&self, i: usize, server: &str, key: &str) -> bool {
+        self.config.shows(server, key)
+            || (self.kind == ListKind::Resources
+                && self.app_refs.contains(&(i, key.to_string()))
+                && !self.config.excluded(server, key))
+    }
+
+    fn fixed_name(&self, server: &str, key: &str) -> Option<&str> {
+        match self.kind {
+            ListKind::Tools | ListKind::Prompts => {
+                self.config.override_for(server, key)?.name.as_deref()
+            }
+            ListKind::Resources | ListKind::Templates => None,
+        }
+    }
+
+    fn decorate(&self, server: &str, key: &str, item: &mut Value) {
+        let (Some(o), Some(obj)) = (self.config.override_for(server, key), item.as_object_mut())
+        else {
+            return;
+        };
+        if let Some(t) = &o.title {
+            obj.insert("title".into(), t.clone().into());
+        }
+        if let Some(d) = &o.description {
+            obj.insert("description".into(), d.clone().into());
+        }
+        if matches!(self.kind, ListKind::Resources | ListKind::Templates)
+            && let Some(n) = &o.name
+        {
+            obj.insert("name".into(), n.clone().into());
+        }
+    }
+}
+
+/// The `list_changed` notification of a kind.
+fn list_changed(kind: ListKind) -> &'static str {
+    match kind {
+        ListKind::Tools => "notifications/tools/list_changed",
+        ListKind::Prompts => "notifications/prompts/list_changed",
+        ListKind::Resources | ListKind::Templates => "notifications/resources/list_changed",
+    }
+}
+
+/// The error for a name the virtual server does not show: the gateway's "unknown" error, and
+/// nothing that would tell whether some upstream has it.
+fn unknown(kind: ListKind, name: &str) -> RpcError {
+    let what = if kind == ListKind::Tools {
+        "tool"
+    } else {
+        "prompt"
+    };
+    RpcError::invalid_params(format!("Unknown {what}: {name}"))
+}
+
+fn not_found(uri: &str) -> RpcError {
+    RpcError::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
+        .with_data(json!({"uri": uri}))
+}
+
+/// `(upstream, original URI)` of every `ui://` URI the tools of `tools` reference.
+fn app_refs(tools: &View) -> HashSet<(usize, String)> {
+    let mut refs = HashSet::new();
+    for (i, pages) in tools.pages.iter().enumerate() {
+        for tool in pages.iter().flatten() {
+            for uri in tool_ui_refs(tool) {
+                refs.insert(match tools.ui.origin(uri) {
+                    Some(origin) => origin.clone(),
+                    None => (i, uri.to_string()),
+                });
+            }
+        }
+    }
+    refs
+}
+
+impl Curated {
+    /// A virtual server over `gateway`, defined by `config`.
+    pub fn new(gateway: Arc<Gateway>, config: VirtualServerConfig) -> Arc<Curated> {
+        Arc::new(Curated {
+            gateway,
+            config: ArcSwap::from_pointee(config),
+            views: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(1),
+        })
+    }
+
+    /// Its name (the endpoint is `/mcp/<name>`).
+    pub fn name(&self) -> String {
+        self.config.load().name.clone()
+    }
+
+    /// The definition in force.
+    pub fn config(&self) -> Arc<VirtualServerConfig> {
+        self.config.load_full()
+    }
+
+    /// Replaces the definition in place. Sessions stay; each kind whose visible items changed is
+    /// announced to them with its `list_changed` notification. Returns the notifications sent.
+    pub async fn update(&self, config: VirtualServerConfig) -> Vec<&'static str> {
+        if *self.config.load_full() == config {
+            return Vec::new();
+        }
+        let before = self.snapshot().await;
+        self.config.store(Arc::new(config));
+        let after = self.snapshot().await;
+        let changed: BTreeSet<&'static str> = ListKind::ALL
+            .iter()
+            .zip(before.iter().zip(&after))
+            .filter(|(_, (b, a))| b.is_none() || b != a)
+            .map(|(kind, _)| list_changed(*kind))
+            .collect();
+        for session in self.live_sessions() {
+            for method in &changed {
+                session.notify(method, None);
+            }
+        }
+        changed.into_iter().collect()
+    }
+
+    /// What each kind shows now (`None`: could not be listed).
+    async fn snapshot(&self) -> Vec<Option<Vec<Value>>> {
+        let mut out = Vec::new();
+        for kind in ListKind::ALL {
+            let view = self.view(kind).await.ok();
+            out.push(view.map(|v| v.pages.iter().flatten().flatten().cloned().collect()));
+        }
+        out
+    }
+
+    fn live_sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions
+            .lock()
+            .map(|s| s.values().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.live_sessions().len()
+    }
+
+    /// Naming collisions inside this virtual server, for `/readyz`.
+    pub async fn status(&self) -> Value {
+        let mut collisions = Vec::new();
+        if self.gateway.ready() {
+            for kind in ListKind::ALL {
+                if let Ok(view) = self.view(kind).await {
+                    collisions.extend(view.collisions.iter().cloned());
+                }
+            }
+        }
+        json!({"name": self.name(), "collisions": collisions})
+    }
+
+    /// The curated view of one kind.
+    pub async fn view(&self, kind: ListKind) -> Result<Arc<View>, RpcError> {
+        let config = self.config.load_full();
+        let tools = if kind == ListKind::Resources {
+            self.view_with(ListKind::Tools, &config, None).await.ok()
+        } else {
+            None
+        };
+        self.view_with(kind, &config, tools).await
+    }
+
+    async fn view_with(
+        &self,
+        kind: ListKind,
+        config: &Arc<VirtualServerConfig>,
+        tools: Option<Arc<View>>,
+    ) -> Result<Arc<View>, RpcError> {
+        let sources = self.gateway.sources(kind).await?;
+        let inputs = sources.key();
+        let tools_epoch = tools.as_ref().map(|t| t.epoch);
+        if let Ok(views) = self.views.lock()
+            && let Some(c) = views.get(&kind)
+            && c.inputs == inputs
+            && Arc::ptr_eq(&c.config, config)
+            && c.tools_epoch == tools_epoch
+        {
+            return Ok(c.view.clone());
+        }
+        let shape = Curation {
+            config,
+            kind,
+            app_refs: tools.map(|t| app_refs(&t)).unwrap_or_default(),
+        };
+        let names = &self.gateway.names;
+        let view = Arc::new(View::shaped(
+            kind,
+            &config.naming,
+            names,
+            &sources.lists,
+            sources.ui_map(names),
+            self.epoch.fetch_add(1, Ordering::Relaxed),
+            &shape,
+        ));
+        for c in &view.collisions {
+            tracing::warn!(virtual_server = %config.name, list = kind.method(), "naming collision: {c}");
+        }
+        if let Ok(mut views) = self.views.lock() {
+            views.insert(
+                kind,
+                CachedView {
+                    inputs,
+                    config: config.clone(),
+                    tools_epoch,
+                    view: view.clone(),
+                },
+            );
+        }
+        Ok(view)
+    }
+
+    async fn list(&self, kind: ListKind, params: Option<&Value>) -> Result<Value, RpcError> {
+        let cursor = params.and_then(|p| p.get("cursor")).and_then(Value::as_str);
+        self.view(kind).await?.page(kind, cursor)
+    }
+
+    async fn call_named(
+        &self,
+        cx: &RequestContext,
+        kind: ListKind,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, RpcError> {
+        let mut params = params.unwrap_or_else(|| json!({}));
+        let name = params
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params(format!("{method} needs params.name")))?
+            .to_string();
+        let view = self.view(kind).await?;
+        let Some((i, original)) = view.owners.get(&name).cloned() else {
+            return Err(unknown(kind, &name));
+        };
+        params["name"] = original.into();
+        let mut result = self.gateway.relay(cx, i, method, params).await?;
+        view.ui.rewrite_item(i, &mut result);
+        Ok(result)
+    }
+
+    /// The owner of a URI this virtual server shows, the owner's URI for it, and the `ui://` map
+    /// in force: a listed resource, a `ui://` app of a shown tool, a URI matching a shown
+    /// template (and not excluded), or a URI the include patterns name on the one upstream
+    /// serving resources they allow.
+    async fn resolve_uri(&self, uri: &str) -> Result<(usize, String, Arc<UiMap>), RpcError> {
+        let config = self.config.load_full();
+        let resources = self.view(ListKind::Resources).await?;
+        let ui = resources.ui.clone();
+        if let Some((i, original)) = resources.owners.get(uri) {
+            return Ok((*i, original.clone(), ui));
+        }
+        let tools = self.view(ListKind::Tools).await?;
+        for (i, pages) in tools.pages.iter().enumerate() {
+            let referenced = pages
+                .iter()
+                .flatten()
+                .any(|t| tool_ui_refs(t).contains(&uri));
+            if referenced {
+                let (i, original) = ui.origin(uri).cloned().unwrap_or((i, uri.to_string()));
+                if !config.excluded(&self.gateway.names[i], &original) {
+                    return Ok((i, original, ui));
+                }
+            }
+        }
+        let templates = self.view(ListKind::Templates).await?;
+        let mut matching: Vec<(usize, &str)> = templates
+            .owners
+            .iter()
+            .filter(|(t, _)| catalog::template_matches(t, uri))
+            .map(|(t, (i, _))| (*i, t.as_str()))
+            .collect();
+        matching.sort();
+        if let Some((i, _)) = matching
+            .iter()
+            .find(|(i, _)| !config.excluded(&self.gateway.names[*i], uri))
+        {
+            return Ok((*i, uri.to_string(), ui));
+        }
+        let named: Vec<usize> = (0..self.gateway.upstreams.len())
+            .filter(|&i| {
+                self.gateway.has_capability(i, "resources")
+                    && self.gateway.upstreams[i].state() == UpstreamState::Ready
+                    && config.include.is_some()
+                    && config.shows(&self.gateway.names[i], uri)
+            })
+            .collect();
+        match named.as_slice() {
+            [only] => Ok((*only, uri.to_string(), ui)),
+            _ => Err(not_found(uri)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        cx: &RequestContext,
+        params: Option<Value>,
+    ) -> Result<Value, RpcError> {
+        let mut params = params.unwrap_or_else(|| json!({}));
+        let reference = params.get("ref").cloned().unwrap_or(Value::Null);
+        let field = |key: &str| {
+            reference
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let i = match reference.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let name = field("name");
+                let view = self.view(ListKind::Prompts).await?;
+                let (i, original) = view
+                    .owners
+                    .get(&name)
+                    .cloned()
+                    .ok_or_else(|| unknown(ListKind::Prompts, &name))?;
+                params["ref"]["name"] = original.into();
+                i
+            }
+            Some("ref/resource") => {
+                let uri = field("uri");
+                let templates = self.view(ListKind::Templates).await?;
+                let (i, original) = match templates.owners.get(&uri) {
+                    Some(found) => found.clone(),
+                    None => {
+                        let (i, original, _) = self.resolve_uri(&uri).await?;
+                        (i, original)
+                    }
+                };
+                params["ref"]["uri"] = original.into();
+                i
+            }
+            _ => {
+                return Err(RpcError::invalid_params(
+                    "completion/complete needs ref.type \"ref/prompt\" or \"ref/resource\"",
+                ));
+            }
+        };
+        self.gateway
+            .relay(cx, i, "completion/complete", params)
+            .await
+    }
+}
+
+#[async_trait]
+impl Service for Curated {
+    async fn initialize(&self, session: &Arc<Session>) -> Result<Value, RpcError> {
+        let mut result = Service::initialize(&*self.gateway, session).await?;
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(session.id().to_string(), Arc::downgrade(session));
+        }
+        let config = self.config.load_full();
+        if let Some(caps) = result
+            .get_mut("capabilities")
+            .and_then(Value::as_object_mut)
+        {
+            // A reload can change what is listed, whatever the upstreams do.
+            for key in ["tools", "prompts", "resources"] {
+                if let Some(Value::Object(c)) = caps.get_mut(key) {
+                    c.insert("listChanged".into(), true.into());
+                }
+            }
+        }
+        result["serverInfo"] = json!({
+            "name": format!("mcplane/{}", config.name),
+            "title": format!("mcplane virtual server {}", config.name),
+            "version": env!("CARGO_PKG_VERSION"),
+        });
+        if let Some(d) = &config.description {
+            result["instructions"] = d.clone().into();
+        }
+        Ok(result)
+    }
+
+    async fn request(
+        &self,
+        cx: &RequestContext,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, RpcError> {
+        match method {
+            "tools/list" => self.list(ListKind::Tools, params.as_ref()).await,
+            "prompts/list" => self.list(ListKind::Prompts, params.as_ref()).await,
+            "resources/list" => self.list(ListKind::Resources, params.as_ref()).await,
+            "resources/templates/list" => self.list(ListKind::Templates, params.as_ref()).await,
+            "tools/call" => self.call_named(cx, ListKind::Tools, method, params).await,
+            "prompts/get" => self.call_named(cx, ListKind::Prompts, method, params).await,
+            "completion/complete" => self.complete(cx, params).await,
+            "logging/setLevel" => self.gateway.set_level(params).await,
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let (params, uri) = uri_param(method, params)?;
+                let (i, original, ui) = self.resolve_uri(&uri).await?;
+                self.gateway
+                    .relay_resource(cx, method, params, &uri, (i, &original), &ui)
+                    .await
+            }
+            // Anything else could reach past the curation: refused.
+            other => Err(RpcError::method_not_found(other)),
+        }
+    }
+
+    async fn notification(&self, session: &Arc<Session>, method: &str, params: Option<Value>) {
+        Service::notification(&*self.gateway, session, method, params).await;
+    }
+
+    fn session_closed(&self, session: &Session) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(session.id());
+        }
+        Service::session_closed(&*self.gateway, session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::gateway::catalog::Fetched;
+
+    fn config(virtual_server: &str) -> VirtualServerConfig {
+        let yaml = format!(
+            "mcp:\n  servers:\n    a: {{ transport: stdio, command: x }}\n    b: {{ transport: stdio, command: x }}\n  virtual_servers:\n    v: {virtual_server}\n"
+        );
+        mcplane_config::parse(&yaml, &|_| None)
+            .unwrap()
+            .config
+            .mcp
+            .virtual_servers
+            .remove(0)
+    }
+
+    fn servers() -> Vec<String> {
+        vec!["a".into(), "b".into()]
+    }
+
+    fn lists(a: Vec<Value>, b: Vec<Value>) -> Vec<Option<Arc<Fetched>>> {
+        vec![
+            Some(Arc::new(Fetched { pages: vec![a] })),
+            Some(Arc::new(Fetched { pages: vec![b] })),
+        ]
+    }
+
+    fn build(c: &VirtualServerConfig, kind: ListKind, fetched: &[Option<Arc<Fetched>>]) -> View {
+        let shape = Curation {
+            config: c,
+            kind,
+            app_refs: HashSet::new(),
+        };
+        View::shaped(
+            kind,
+            &c.naming,
+            &servers(),
+            fetched,
+            Arc::default(),
+            1,
+            &shape,
+        )
+    }
+
+    fn names(view: &View, key: &str) -> Vec<String> {
+        view.pages
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|t| t[key].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn tools() -> Vec<Option<Arc<Fetched>>> {
+        lists(
+            vec![
+                json!({"name": "read", "annotations": {"readOnlyHint": true}, "outputSchema": {"type": "object"}, "icons": [{"src": "data:x"}], "_meta": {"k": 1}, "title": "Read"}),
+                json!({"name": "delete"}),
+            ],
+            vec![json!({"name": "read"}), json!({"name": "list_issues"})],
+        )
+    }
+
+    #[test]
+    fn include_exclude_and_overrides_shape_the_view() {
+        let c = config(
+            "{ include: ['a/*', 'b/list_*'], exclude: [a/delete], overrides: { b/list_issues: { name: issues, title: Issues, description: Open issues } } }",
+        );
+        let view = build(&c, ListKind::Tools, &tools());
+        assert_eq!(names(&view, "name"), ["a__read", "issues"]);
+        assert_eq!(view.owners["issues"], (1, "list_issues".to_string()));
+        assert_eq!(view.owners["a__read"], (0, "read".to_string()));
+        assert!(!view.owners.contains_key("a__delete") && !view.owners.contains_key("delete"));
+        let issues = &view.pages[1][0][0];
+        assert_eq!(issues["title"], "Issues");
+        assert_eq!(issues["description"], "Open issues");
+        // Everything else about an item survives untouched.
+        let read = &view.pages[0][0][0];
+        let mut expected = tools()[0].as_ref().unwrap().pages[0][0].clone();
+        expected["name"] = "a__read".into();
+        assert_eq!(read, &expected);
+    }
+
+    #[test]
+    fn never_prefix_reports_collisions_inside_the_virtual_server() {
+        let c = config("{ prefix: never, exclude: [a/delete] }");
+        let view = build(&c, ListKind::Tools, &tools());
+        assert_eq!(names(&view, "name"), ["read", "list_issues"]);
+        assert_eq!(view.owners["read"], (0, "read".to_string()));
+        assert_eq!(view.collisions.len(), 1, "{:?}", view.collisions);
+        assert!(
+            view.collisions[0].contains("server b"),
+            "{:?}",
+            view.collisions
+        );
+        // Only b included: no collision, b's own name.
+        let c = config("{ prefix: never, include: ['b/*'] }");
+        let view = build(&c, ListKind::Tools, &tools());
+        assert_eq!(view.owners["read"], (1, "read".to_string()));
+        assert!(view.collisions.is_empty());
+    }
+
+    #[test]
+    fn an_override_name_wins_over_a_generated_one() {
+        // a/read is renamed to what b/read would be called in prefix mode `never`.
+        let c = config("{ prefix: never, overrides: { a/delete: { name: read } } }");
+        let view = build(&c, ListKind::Tools, &tools());
+        assert_eq!(view.owners["read"], (0, "delete".to_string()));
+        let others: Vec<&(usize, String)> = view
+            .owners
+            .iter()
+            .filter(|(k, _)| k.starts_with("read-"))
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(others, [&(0, "read".to_string())]);
+    }
+
+    #[test]
+    fn resources_templates_and_app_references() {
+        let c = config(
+            "{ include: ['a/demo://notes/*', 'b/tool'], exclude: ['a/demo://notes/secret'] }",
+        );
+        let resources = lists(
+            vec![
+                json!({"uri": "demo://notes/x", "name": "x"}),
+                json!({"uri": "demo://notes/secret", "name": "s"}),
+                json!({"uri": "demo://readme", "name": "r"}),
+            ],
+            vec![
+                json!({"uri": "ui://app/view.html", "name": "app"}),
+                json!({"uri": "ui://other.html", "name": "other"}),
+            ],
+        );
+        let view = build(&c, ListKind::Resources, &resources);
+        assert_eq!(names(&view, "uri"), ["demo://notes/x"]);
+        // The app of a shown tool is shown with it.
+        let shape = Curation {
+            config: &c,
+            kind: ListKind::Resources,
+            app_refs: HashSet::from([(1, "ui://app/view.html".to_string())]),
+        };
+        let view = View::shaped(
+            ListKind::Resources,
+            &c.naming,
+            &servers(),
+            &resources,
+            Arc::default(),
+            1,
+            &shape,
+        );
+        assert_eq!(
+            names(&view, "uri"),
+            ["demo://notes/x", "ui://app/view.html"]
+        );
+        let templates = lists(
+            vec![json!({"uriTemplate": "demo://notes/{name}", "name": "note"})],
+            vec![json!({"uriTemplate": "x://{id}", "name": "x"})],
+        );
+        let view = build(&c, ListKind::Templates, &templates);
+        assert_eq!(names(&view, "uriTemplate"), ["demo://notes/{name}"]);
+    }
+
+    #[test]
+    fn app_references_map_back_to_original_uris() {
+        let servers = servers();
+        let tools = lists(
+            vec![json!({"name": "t", "_meta": {"ui": {"resourceUri": "ui://w"}}})],
+            vec![json!({"name": "t", "_meta": {"ui": {"resourceUri": "ui://w"}}})],
+        );
+        let ui = Arc::new(UiMap::build(&servers, &tools, &[None, None]));
+        let c = config("{}");
+        let shape = Curation {
+            config: &c,
+            kind: ListKind::Tools,
+            app_refs: HashSet::new(),
+        };
+        let view = View::shaped(ListKind::Tools, &c.naming, &servers, &tools, ui, 1, &shape);
+        assert_eq!(
+            view.pages[1][0][0]["_meta"]["ui"]["resourceUri"],
+            "ui://b/w"
+        );
+        assert_eq!(
+            app_refs(&view),
+            HashSet::from([(0, "ui://w".to_string()), (1, "ui://w".to_string())])
+        );
+    }
+}
