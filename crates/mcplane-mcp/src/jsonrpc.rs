@@ -23,6 +23,15 @@ pub const RESOURCE_NOT_FOUND: i64 = -32002;
 pub const UPSTREAM_UNAVAILABLE: i64 = -32001;
 /// mcplane: the request was refused because the session or server is shutting down / closed.
 pub const CONNECTION_CLOSED: i64 = -32000;
+/// MCP 2026-07-28 `HeaderMismatch`: HTTP headers disagree with the body, or a required
+/// header is missing or malformed (HTTP 400).
+pub const HEADER_MISMATCH: i64 = -32020;
+/// MCP 2026-07-28 `MissingRequiredClientCapability`: the request needs a client capability the
+/// client did not declare in its `_meta` (HTTP 400); `data.requiredCapabilities` names it.
+pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
+/// MCP 2026-07-28 `UnsupportedProtocolVersion` (HTTP 400); `data.supported` lists the versions
+/// the server speaks, `data.requested` echoes the one asked for.
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 /// A JSON-RPC error object (`code`, `message`, optional `data`).
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +72,29 @@ impl RpcError {
     /// `-32603`.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(INTERNAL_ERROR, message)
+    }
+    /// `-32020` (HTTP 400).
+    pub fn header_mismatch(message: impl Into<String>) -> Self {
+        Self::new(HEADER_MISMATCH, message)
+    }
+    /// `-32021` naming the capabilities the client must declare (`{"sampling": {}}`).
+    pub fn missing_capabilities<'a>(capabilities: impl IntoIterator<Item = &'a str>) -> Self {
+        let caps: Map<String, Value> = capabilities
+            .into_iter()
+            .map(|c| (c.to_string(), json!({})))
+            .collect();
+        let names: Vec<&String> = caps.keys().collect();
+        let message = format!(
+            "this request needs client capabilities the client did not declare in \
+             _meta[\"io.modelcontextprotocol/clientCapabilities\"]: {}",
+            names
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Self::new(MISSING_REQUIRED_CLIENT_CAPABILITY, message)
+            .with_data(json!({"requiredCapabilities": caps}))
     }
     /// Attaches `data`.
     pub fn with_data(mut self, data: Value) -> Self {

@@ -7,9 +7,21 @@
 //! [`Server::dispatch`]; each request yields a channel of outgoing messages (interim notifications
 //! and requests related to it, then exactly one response), which the transport writes out as JSON
 //! or as an SSE stream. The gateway, the demo server and test fixtures are all [`Service`]s.
+//!
+//! Clients of the stateless 2026-07-28 protocol go through [`Server::dispatch_modern`] instead
+//! (see [`modern`]): each request brings its version, capabilities and client in `params._meta`
+//! and gets an ephemeral, unregistered [`Session`] carrying them, so a `Service` answers both eras
+//! with the same code. The core also answers `server/discover`, runs `subscriptions/listen`
+//! streams, and turns a `Service`'s server→client requests into multi round-trip
+//! `input_required` results ([`mrtr`]).
+
+mod modern;
+mod mrtr;
+
+pub use modern::{Listening, ModernDispatch, ServerOptions};
 
 use crate::jsonrpc::{Kind, Message, RpcError};
-use crate::protocol;
+use crate::protocol::{self, LogLevel};
 use async_trait::async_trait;
 use rand::RngCore;
 use serde_json::{Value, json};
@@ -44,6 +56,28 @@ pub trait Service: Send + Sync + 'static {
     /// A notification from the client (never `notifications/cancelled`, handled by the core).
     async fn notification(&self, _session: &Arc<Session>, _method: &str, _params: Option<Value>) {}
 
+    /// What `server/discover` reports to a 2026-07-28 client: `capabilities`, optional
+    /// `instructions`, and optionally `serverInfo`, `ttlMs` and `cacheScope` (the core adds
+    /// `supportedVersions`, `resultType` and the `_meta` fields). The default reuses
+    /// [`Service::initialize`].
+    async fn discover(&self, session: &Arc<Session>) -> Result<Value, RpcError> {
+        self.initialize(session).await
+    }
+
+    /// The server's `Implementation` (`name`, `version`, …), put in every 2026-07-28 result's
+    /// `_meta["io.modelcontextprotocol/serverInfo"]`.
+    fn server_info(&self) -> Value {
+        json!({"name": "mcplane", "version": env!("CARGO_PKG_VERSION")})
+    }
+
+    /// Opens a 2026-07-28 `subscriptions/listen` stream for `filter` (the request's
+    /// `params.notifications`). The core sends the acknowledgement, tags every notification with
+    /// the subscription id, and ends the stream when the client closes it. The default: not
+    /// supported (`-32601`).
+    async fn listen(&self, _cx: &RequestContext, _filter: &Value) -> Result<Listening, RpcError> {
+        Err(RpcError::method_not_found("subscriptions/listen"))
+    }
+
     /// The session ended (client DELETE, idle expiry, shutdown).
     fn session_closed(&self, _session: &Session) {}
 }
@@ -72,6 +106,8 @@ pub struct Session {
     next_id: AtomicU64,
     last_active: Mutex<Instant>,
     closed: CancellationToken,
+    /// 2026-07-28 only: the request's `io.modelcontextprotocol/logLevel`.
+    log_level: Option<LogLevel>,
 }
 
 fn id_key(id: &Value) -> String {
@@ -87,7 +123,7 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    fn new(id: String, binding: Option<String>) -> Session {
+    fn new(id: String, binding: Option<String>, closed: CancellationToken) -> Session {
         let (tx, rx) = mpsc::channel(STANDALONE_CAPACITY);
         Session {
             id,
@@ -100,8 +136,45 @@ impl Session {
             inflight: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             last_active: Mutex::new(Instant::now()),
-            closed: CancellationToken::new(),
+            closed,
+            log_level: None,
         }
+    }
+
+    /// The session of one 2026-07-28 request: never registered, already "initialized" with what
+    /// the request's `_meta` said, closed with `parent` (server shutdown).
+    fn ephemeral(
+        binding: Option<String>,
+        client: ClientInfo,
+        log_level: Option<LogLevel>,
+        parent: &CancellationToken,
+    ) -> Arc<Session> {
+        let mut session = Session::new(
+            format!("modern-{}", random_hex(12)),
+            binding,
+            parent.child_token(),
+        );
+        session.log_level = log_level;
+        let _ = session.client.set(client);
+        session.initialized.store(true, Ordering::Release);
+        Arc::new(session)
+    }
+
+    /// Whether this is the ephemeral session of a stateless 2026-07-28 request.
+    pub fn is_modern(&self) -> bool {
+        self.protocol_version() == protocol::MODERN
+    }
+
+    /// 2026-07-28: the minimum log level the request asked for (`None`: it wants no
+    /// `notifications/message`; the core drops them). Always `None` for legacy sessions, whose
+    /// level a `Service` tracks itself (`logging/setLevel`).
+    pub fn log_level(&self) -> Option<LogLevel> {
+        self.log_level
+    }
+
+    /// The caller identity this session is bound to (a hash of its credentials), if any.
+    pub fn binding(&self) -> Option<&str> {
+        self.binding.as_deref()
     }
 
     /// The session id (`Mcp-Session-Id`).
@@ -146,6 +219,10 @@ impl Session {
     /// Sends a notification on the standalone stream; dropped (and logged) if nobody listens and
     /// the buffer is full.
     pub fn notify(&self, method: &str, params: Option<Value>) {
+        if self.is_modern() {
+            // A stateless request has no standalone stream.
+            return;
+        }
         self.send_standalone(Message::notification(method, params).into_value());
     }
 
@@ -172,6 +249,12 @@ impl Session {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, RpcError> {
+        if tx.is_none() && self.is_modern() {
+            return Err(RpcError::internal(format!(
+                "cannot send {method} to a 2026-07-28 client outside a request: the stateless \
+                 protocol has no server→client requests (they travel as input_required results)"
+            )));
+        }
         let id = Value::String(format!(
             "mcplane-{}",
             self.next_id.fetch_add(1, Ordering::Relaxed)
@@ -251,15 +334,25 @@ impl Drop for StandaloneStream {
     }
 }
 
+/// Where a request's interim messages go.
+enum Outlet {
+    /// A legacy session: the request's own stream.
+    Stream(mpsc::Sender<Value>),
+    /// A 2026-07-28 request: whichever HTTP request currently carries it (the first one, then
+    /// each retry with `inputResponses`), filtered to what the stateless protocol allows.
+    Exchange(Arc<mrtr::Exchange>),
+}
+
 /// One request in flight: where its interim messages go and how it learns of cancellation.
 pub struct RequestContext {
     /// The session the request came on.
     pub session: Arc<Session>,
     /// The client's request id.
     pub request_id: Value,
-    /// `params._meta` of the request, if any.
+    /// `params._meta` of the request, if any (for 2026-07-28 requests without the per-request
+    /// protocol keys, which the session holds).
     pub meta: Option<Value>,
-    tx: mpsc::Sender<Value>,
+    out: Outlet,
     cancelled: CancellationToken,
 }
 
@@ -270,23 +363,39 @@ impl RequestContext {
             .await;
     }
 
-    /// Sends a raw message on this request's stream.
+    /// Sends a raw message on this request's stream. For a 2026-07-28 request only progress
+    /// (with the current request's token) and log messages at or above the requested level get
+    /// through; everything else is dropped.
     pub async fn send(&self, msg: Value) {
-        if self.tx.send(msg).await.is_err() {
+        let delivered = match &self.out {
+            Outlet::Stream(tx) => tx.send(msg).await.is_ok(),
+            Outlet::Exchange(exchange) => exchange.send(msg).await,
+        };
+        if !delivered {
             tracing::debug!(session = %self.session.id, "request stream closed; message dropped");
         }
     }
 
-    /// Sends a server→client request related to this request and waits for the reply.
+    /// Sends a server→client request related to this request and waits for the reply. For a
+    /// 2026-07-28 request it becomes an entry of an `input_required` result (key: the params'
+    /// `_meta["dev.mcplane/inputKey"]` if given, else generated) and the reply comes with the
+    /// client's retry; a capability the client did not declare fails with `-32021` at once.
     pub async fn request(
         &self,
         method: &str,
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, RpcError> {
-        self.session
-            .request_via(Some(&self.tx), method, params, timeout)
-            .await
+        match &self.out {
+            Outlet::Stream(tx) => {
+                self.session
+                    .request_via(Some(tx), method, params, timeout)
+                    .await
+            }
+            Outlet::Exchange(exchange) => {
+                exchange.ask(&self.session, method, params, timeout).await
+            }
+        }
     }
 
     /// The `progressToken` the client attached, if any.
@@ -321,23 +430,43 @@ pub struct Server {
     service: Arc<dyn Service>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     tasks: TaskTracker,
+    /// Cancelled by [`Server::shutdown`]: ends `subscriptions/listen` streams gracefully and
+    /// closes the ephemeral sessions of 2026-07-28 requests.
+    stopping: CancellationToken,
+    /// 2026-07-28 requests waiting for the client's `inputResponses`.
+    parked: Arc<mrtr::Registry>,
+}
+
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 impl Server {
-    /// A server answering with `service`.
+    /// A server answering with `service`, with default [`ServerOptions`].
     pub fn new(service: Arc<dyn Service>) -> Arc<Server> {
+        Server::with_options(service, ServerOptions::default())
+    }
+
+    /// A server answering with `service`.
+    pub fn with_options(service: Arc<dyn Service>, options: ServerOptions) -> Arc<Server> {
         Arc::new(Server {
             service,
             sessions: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+            parked: Arc::new(mrtr::Registry::new(options)),
         })
     }
 
     /// Creates and registers a session bound to `binding` (a caller identity; `None` = anyone).
     pub fn new_session(&self, binding: Option<String>) -> Arc<Session> {
-        let mut bytes = [0u8; 24];
-        rand::rng().fill_bytes(&mut bytes);
-        let session = Arc::new(Session::new(hex::encode(bytes), binding));
+        let session = Arc::new(Session::new(
+            random_hex(24),
+            binding,
+            CancellationToken::new(),
+        ));
         if let Ok(mut s) = self.sessions.lock() {
             s.insert(session.id.clone(), session.clone());
         }
@@ -393,7 +522,11 @@ impl Server {
     }
 
     /// Closes every session and waits for in-flight requests to finish (graceful shutdown).
+    /// Open `subscriptions/listen` streams get their closing response; requests parked for
+    /// `inputResponses` are abandoned.
     pub async fn shutdown(&self) {
+        self.stopping.cancel();
+        self.parked.clear();
         let ids: Vec<String> = self
             .sessions
             .lock()
@@ -488,7 +621,7 @@ impl Server {
             session: session.clone(),
             request_id: id.clone(),
             meta: params.as_ref().and_then(|p| p.get("_meta")).cloned(),
-            tx: tx.clone(),
+            out: Outlet::Stream(tx.clone()),
             cancelled: cancelled.clone(),
         };
         let service = self.service.clone();
