@@ -48,25 +48,20 @@ pub struct Gateway {
     views: Mutex<HashMap<ListKind, CachedView>>,
     epoch: AtomicU64,
     sessions: Mutex<HashMap<String, Weak<Session>>>,
-    progress: Mutex<HashMap<String, RelatedSink>>,
     inflight: Mutex<HashMap<usize, Vec<(u64, RelatedSink)>>>,
     subscriptions: Mutex<HashMap<String, HashSet<String>>>,
     next_seq: AtomicU64,
 }
 
-/// Removes a map entry when a relayed call ends, however it ends.
+/// Removes a relayed call from the in-flight list when it ends, however it ends.
 struct Registration<'a> {
     gateway: &'a Gateway,
-    token: Option<String>,
     upstream: usize,
     seq: u64,
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        if let (Some(t), Ok(mut p)) = (&self.token, self.gateway.progress.lock()) {
-            p.remove(t);
-        }
         if let Ok(mut f) = self.gateway.inflight.lock()
             && let Some(v) = f.get_mut(&self.upstream)
         {
@@ -91,7 +86,6 @@ impl Gateway {
             views: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(1),
             sessions: Mutex::new(HashMap::new()),
-            progress: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
             next_seq: AtomicU64::new(1),
@@ -254,26 +248,23 @@ impl Gateway {
     ) -> Result<Value, RpcError> {
         let (tx, mut rx) = mpsc::channel(RELAY_CAPACITY);
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        // Clients choose progress tokens freely; the upstream connection is shared, so the
+        // token it sees is unique per call (the connection routes progress back by it).
         let client_token = cx.progress_token().cloned();
-        let token = client_token.as_ref().map(|_| format!("mcplane-{seq}"));
-        if let (Some(t), Some(meta)) = (
-            &token,
+        if let (Some(_), Some(meta)) = (
+            &client_token,
             params
                 .as_object_mut()
                 .and_then(|p| p.get_mut("_meta"))
                 .and_then(Value::as_object_mut),
         ) {
-            meta.insert("progressToken".into(), t.clone().into());
-            if let Ok(mut p) = self.progress.lock() {
-                p.insert(t.clone(), tx.clone());
-            }
+            meta.insert("progressToken".into(), format!("mcplane-{seq}").into());
         }
         if let Ok(mut f) = self.inflight.lock() {
             f.entry(i).or_default().push((seq, tx.clone()));
         }
         let _registration = Registration {
             gateway: self,
-            token,
             upstream: i,
             seq,
         };
@@ -357,9 +348,9 @@ impl Gateway {
         }
     }
 
-    /// Routes messages upstreams send outside any call: progress by token, server→client
-    /// requests and log messages to the newest call in flight on that upstream, list changes (cache invalidation
-    /// and a broadcast), resource updates to subscribers, everything else to every session.
+    /// Routes messages upstreams send outside any call: server→client requests and log messages
+    /// to the newest call in flight on that upstream, list changes (cache invalidation and a
+    /// broadcast), resource updates to subscribers, everything else to every session.
     pub async fn route_events(self: Arc<Self>, mut events: mpsc::Receiver<UpstreamEvent>) {
         while let Some(event) = events.recv().await {
             let Some(i) = self.names.iter().position(|n| *n == event.server) else {
@@ -388,21 +379,9 @@ impl Gateway {
             }
             let params = message.params().cloned();
             match method.as_str() {
+                // Progress of a live call is routed by the connection; this one's call is over.
                 "notifications/progress" => {
-                    let token = params
-                        .as_ref()
-                        .and_then(|p| p.get("progressToken"))
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    let sink = self
-                        .progress
-                        .lock()
-                        .ok()
-                        .and_then(|p| p.get(&token).cloned());
-                    if let Some(sink) = sink {
-                        let _ = sink.try_send(message.into_value());
-                    }
+                    tracing::debug!(server = %event.server, "progress for a finished request dropped");
                 }
                 m if !ListKind::from_list_changed(m).is_empty() => {
                     if let Ok(mut lists) = self.lists.lock() {

@@ -19,6 +19,9 @@ enum Waited {
 struct Pending {
     done: oneshot::Sender<Message>,
     related: Option<RelatedSink>,
+    /// The `_meta.progressToken` the request carried: progress notifications with this token
+    /// belong to it even when the transport cannot say so (stdio, legacy SSE, a GET stream).
+    progress_token: Option<Value>,
 }
 
 /// A live, multiplexed MCP client connection to one upstream.
@@ -100,8 +103,19 @@ impl Connection {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (done, wait) = oneshot::channel();
-        if let Ok(mut p) = self.pending.lock() {
-            p.insert(id, Pending { done, related });
+        if let Ok(mut pending) = self.pending.lock() {
+            let progress_token = params
+                .as_ref()
+                .and_then(|p| p.get("_meta")?.get("progressToken"))
+                .cloned();
+            pending.insert(
+                id,
+                Pending {
+                    done,
+                    related,
+                    progress_token,
+                },
+            );
         }
         let mut guard = CancelOnDrop {
             conn: self,
@@ -204,12 +218,20 @@ impl Connection {
                 }
             }
             Kind::Request | Kind::Notification => {
-                let sink = incoming.related_to.and_then(|id| {
-                    self.pending
-                        .lock()
-                        .ok()?
-                        .get(&id)
-                        .and_then(|p| p.related.clone())
+                // Routed here, in arrival order, so a request's progress always reaches its sink
+                // before its response completes it.
+                let sink = self.pending.lock().ok().and_then(|pending| {
+                    let owner = match incoming.related_to {
+                        Some(id) => pending.get(&id),
+                        None if msg.method() == Some("notifications/progress") => {
+                            let token = msg.params().and_then(|p| p.get("progressToken"));
+                            pending
+                                .values()
+                                .find(|p| token.is_some() && p.progress_token.as_ref() == token)
+                        }
+                        None => None,
+                    };
+                    owner.and_then(|p| p.related.clone())
                 });
                 let value = msg.into_value();
                 let unrouted = match sink {
