@@ -4,8 +4,9 @@
 //! pages it came in, and cached until the upstream reconnects or says the list changed. The
 //! merged [`View`] applies the naming rules across all upstreams (so `when_needed` and `never`
 //! can see every name) and holds the reverse map that routes calls back to their owner.
-//! Downstream pagination walks the upstreams' own pages with a composite cursor
-//! (`epoch`, upstream index, page index).
+//! Downstream pages hold up to [`PAGE_LIMIT`] items across upstreams (most lists fit in one,
+//! which matters: many clients never ask for a next page); the composite cursor names where the
+//! next page starts (`epoch`, upstream index, offset in that upstream's list).
 
 use super::apps::UiMap;
 use crate::jsonrpc::RpcError;
@@ -15,6 +16,9 @@ use mcplane_config::NamingConfig;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+
+/// Most items in one downstream list page.
+pub const PAGE_LIMIT: usize = 1000;
 
 /// The four listable kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -272,41 +276,39 @@ impl View {
 
     /// One downstream page: the items and the cursor of the next page.
     pub fn page(&self, kind: ListKind, cursor: Option<&str>) -> Result<Value, RpcError> {
-        let start = match cursor {
+        let (start_server, start_offset) = match cursor {
             None => (0, 0),
             Some(c) => decode_cursor(c).ok_or_else(|| {
                 RpcError::invalid_params("invalid cursor: pass back nextCursor exactly as received")
             })?,
         };
-        // Non-empty upstream pages in order; a downstream page is one of them.
-        let mut positions = self
-            .pages
-            .iter()
-            .enumerate()
-            .flat_map(|(s, pages)| {
-                pages
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| !p.is_empty())
-                    .map(move |(p, _)| (s, p))
-            })
-            .skip_while(|&pos| pos < start);
-        let items = positions
-            .next()
-            .map(|(s, p)| self.pages[s][p].clone())
-            .unwrap_or_default();
+        let mut items = Vec::new();
+        let mut next = None;
+        'upstreams: for (s, pages) in self.pages.iter().enumerate().skip(start_server) {
+            let skip = if s == start_server { start_offset } else { 0 };
+            for (offset, item) in pages.iter().flatten().enumerate().skip(skip) {
+                if items.len() == PAGE_LIMIT {
+                    next = Some((s, offset));
+                    break 'upstreams;
+                }
+                items.push(item.clone());
+            }
+        }
         let mut result = serde_json::Map::new();
         result.insert(kind.field().into(), Value::Array(items));
-        if let Some((s, p)) = positions.next() {
-            result.insert("nextCursor".into(), encode_cursor(self.epoch, s, p).into());
+        if let Some((s, offset)) = next {
+            result.insert(
+                "nextCursor".into(),
+                encode_cursor(self.epoch, s, offset).into(),
+            );
         }
         Ok(Value::Object(result))
     }
 }
 
-fn encode_cursor(epoch: u64, server: usize, page: usize) -> String {
+fn encode_cursor(epoch: u64, server: usize, offset: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("mcplane:{epoch}:{server}:{page}"))
+        .encode(format!("mcplane:{epoch}:{server}:{offset}"))
 }
 
 fn decode_cursor(c: &str) -> Option<(usize, usize)> {
@@ -381,6 +383,43 @@ mod tests {
         Some(Arc::new(Fetched { pages }))
     }
 
+    fn walk(view: &View) -> (Vec<String>, usize) {
+        let mut names = Vec::new();
+        let mut cursor: Option<String> = None;
+        for pages in 1.. {
+            let page = view.page(ListKind::Tools, cursor.as_deref()).unwrap();
+            for t in page["tools"].as_array().unwrap() {
+                names.push(t["name"].as_str().unwrap().to_string());
+            }
+            match page.get("nextCursor").and_then(Value::as_str) {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return (names, pages),
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn one_page_spans_upstreams_and_large_lists_continue_by_cursor() {
+        let servers = vec!["a".to_string(), "b".to_string()];
+        let many = |from: usize, to: usize| {
+            (from..to)
+                .map(|i| json!({"name": format!("t{i}")}))
+                .collect::<Vec<_>>()
+        };
+        let f = vec![
+            fetched(vec![many(0, 1500)]),
+            fetched(vec![many(0, 700), many(700, 1000)]),
+        ];
+        let view = View::build(ListKind::Tools, &NamingConfig::default(), &servers, &f, 1);
+        let (names, pages) = walk(&view);
+        assert_eq!(pages, 3);
+        assert_eq!(names.len(), 2500);
+        let unique: HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), 2500);
+        assert_eq!(names[1500], "b__t0");
+    }
+
     #[test]
     fn pagination_walks_every_upstream_page() {
         let servers = vec!["a".to_string(), "b".to_string(), "c".to_string()];
@@ -390,18 +429,8 @@ mod tests {
             fetched(vec![vec![], vec![json!({"name": "z", "extra": 1})]]),
         ];
         let view = View::build(ListKind::Tools, &NamingConfig::default(), &servers, &f, 1);
-        let mut names = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..10 {
-            let page = view.page(ListKind::Tools, cursor.as_deref()).unwrap();
-            for t in page["tools"].as_array().unwrap() {
-                names.push(t["name"].as_str().unwrap().to_string());
-            }
-            match page.get("nextCursor").and_then(Value::as_str) {
-                Some(c) => cursor = Some(c.to_string()),
-                None => break,
-            }
-        }
+        let (names, pages) = walk(&view);
+        assert_eq!(pages, 1);
         assert_eq!(names, ["a__x", "a__y", "c__z"]);
         assert_eq!(view.owners["c__z"], (2, "z".to_string()));
         assert!(view.page(ListKind::Tools, Some("nope")).is_err());
