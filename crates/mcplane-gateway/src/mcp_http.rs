@@ -16,16 +16,26 @@
 //! Sessions are bound to the caller's `Authorization` header (see [`session_binding`]). Every
 //! rejection carries a JSON-RPC error body (id null) that says how to fix the request. Streams do
 //! not support resumption (`Last-Event-ID` is ignored); event ids are still unique per session.
+//!
+//! **Stateless clients (2026-07-28)** share the endpoint. A POST whose `MCP-Protocol-Version` is
+//! not a session-based version (2026-07-28, or one mcplane does not know), or that has no such
+//! header but carries `_meta["io.modelcontextprotocol/protocolVersion"]`, is served statelessly
+//! through [`Server::dispatch_modern`]: no session (an `Mcp-Session-Id` on it is refused), the
+//! mirrored headers checked against the body (`MCP-Protocol-Version` = `_meta` version,
+//! `Mcp-Method` = `method`, `Mcp-Name` = `params.name`/`params.uri`, Base64 sentinel decoded;
+//! any mismatch or omission: 400 `HeaderMismatch` -32020), errors mapped to their HTTP status
+//! (-32601 → 404; -32020, -32021, -32022, and `_meta` validation → 400), no SSE event ids, and
+//! closing the response stream cancels the request. GET and DELETE are 405 for such clients.
 
 use crate::http::ShutdownSignal;
 use crate::reply::{
     EventIds, KEEP_ALIVE, Rejection, accepted, json_response, keep_alive_timer, message_event,
-    rpc_error_with_id, sse_response,
+    rpc_error, rpc_error_with_id, sse_response,
 };
 pub use crate::request::session_binding;
 use crate::request::{
-    check_content_length, check_protocol_header, missing_session, read_body, require_accept,
-    require_json_content, session_header, unknown_session,
+    PROTOCOL_HEADER, SESSION_HEADER, check_content_length, check_protocol_header, missing_session,
+    read_body, require_accept, require_json_content, session_header, unknown_session,
 };
 use axum::Router;
 use axum::extract::{Request, State};
@@ -36,8 +46,8 @@ use bytes::Bytes;
 use futures::stream::{self, SelectAll};
 use futures::{Stream, StreamExt};
 use mcplane_mcp::jsonrpc::{self, Body, Kind, Message, RpcError};
-use mcplane_mcp::protocol;
-use mcplane_mcp::server::{Dispatch, Server, Session, StandaloneStream};
+use mcplane_mcp::protocol::{self, meta};
+use mcplane_mcp::server::{Dispatch, ModernDispatch, Server, Session, StandaloneStream};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -115,20 +125,39 @@ fn with_session_header(mut response: Response, session: &Session) -> Response {
     response
 }
 
+/// Whether a request speaks the stateless 2026-07-28 protocol: its `MCP-Protocol-Version` is not
+/// a session-based version, or (without the header) its body's `_meta` names a version.
+fn is_modern(headers: &axum::http::HeaderMap, parsed: &Body) -> bool {
+    match headers.get(PROTOCOL_HEADER).map(|v| v.to_str()) {
+        Some(Ok(v)) => !protocol::is_supported(v.trim()),
+        Some(Err(_)) => true,
+        None => match parsed {
+            Body::Single(m) => m
+                .params()
+                .and_then(|p| p.get("_meta"))
+                .is_some_and(|m| m.get(meta::PROTOCOL_VERSION).is_some()),
+            Body::Batch(_) => false,
+        },
+    }
+}
+
+/// Whether the headers say 2026-07-28 (for GET and DELETE, which that revision does not have).
+fn says_modern(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(PROTOCOL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == protocol::MODERN)
+}
+
 async fn handle_post(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     let checks = check_content_length(headers, ep.options.max_body_bytes)
         .and_then(|()| require_json_content(headers))
-        .and_then(|()| require_accept(headers, &[JSON, EVENT_STREAM]))
-        .and_then(|()| check_protocol_header(headers));
+        .and_then(|()| require_accept(headers, &[JSON, EVENT_STREAM]));
     if let Err(rejection) = checks {
         return rejection.into_response();
     }
-    let session_id = match session_header(headers) {
-        Ok(id) => id,
-        Err(rejection) => return rejection.into_response(),
-    };
     let bytes = match read_body(headers, body, ep.options.max_body_bytes).await {
         Ok(b) => b,
         Err(rejection) => return rejection.into_response(),
@@ -136,6 +165,16 @@ async fn handle_post(State(ep): State<Arc<Endpoint>>, req: Request) -> Response 
     let parsed = match jsonrpc::parse_body(&bytes) {
         Ok(b) => b,
         Err((id, error)) => return rpc_error_with_id(StatusCode::BAD_REQUEST, id, &error),
+    };
+    if is_modern(headers, &parsed) {
+        return ep.modern(headers, parsed).await;
+    }
+    if let Err(rejection) = check_protocol_header(headers) {
+        return rejection.into_response();
+    }
+    let session_id = match session_header(headers) {
+        Ok(id) => id,
+        Err(rejection) => return rejection.into_response(),
     };
     let binding = session_binding(headers);
     let session = match session_id {
@@ -156,7 +195,7 @@ async fn handle_post(State(ep): State<Arc<Endpoint>>, req: Request) -> Response 
             let id = msg.id().cloned().unwrap_or(Value::Null);
             match ep.server.dispatch(&session, msg).await {
                 Dispatch::Accepted => accepted(),
-                Dispatch::Reply(rx) => ep.answer(vec![(id, rx)], Vec::new(), false).await,
+                Dispatch::Reply(rx) => ep.answer(vec![(id, rx)], Vec::new(), Answer::Legacy).await,
             }
         }
         Body::Batch(items) => {
@@ -184,14 +223,171 @@ async fn handle_post(State(ep): State<Arc<Endpoint>>, req: Request) -> Response 
                     Err((id, error)) => finals.push(jsonrpc::error_value(id, &error)),
                 }
             }
-            ep.answer(replies, finals, true).await
+            ep.answer(replies, finals, Answer::Batch).await
         }
     }
 }
 
 type Tagged = (usize, Value);
 
+/// How a POST is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// One request of a session.
+    Legacy,
+    /// A batch of a session (an array answer).
+    Batch,
+    /// One 2026-07-28 request: errors carry their HTTP status, no SSE event ids.
+    Modern,
+}
+
+/// The HTTP status of a 2026-07-28 error answered as JSON.
+fn modern_status(code: i64) -> StatusCode {
+    match code {
+        jsonrpc::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+        jsonrpc::HEADER_MISMATCH
+        | jsonrpc::MISSING_REQUIRED_CLIENT_CAPABILITY
+        | jsonrpc::UNSUPPORTED_PROTOCOL_VERSION => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
+}
+
+/// The headers `Mcp-Name` mirrors: `params.name`, or `params.uri` for `resources/read`.
+fn named_field(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    }
+}
+
+/// A mirrored header's value: surrounding whitespace removed, the `=?base64?…?=` sentinel
+/// decoded (standard alphabet, padded, UTF-8).
+fn header_value(raw: &axum::http::HeaderValue) -> Result<String, String> {
+    let v = raw
+        .to_str()
+        .map_err(|_| "is not visible ASCII (Base64-encode it as =?base64?…?=)".to_string())?;
+    protocol::decode_header_value(v)
+}
+
+/// Checks the headers a 2026-07-28 request mirrors from its body; the error is a
+/// `HeaderMismatch` saying which.
+fn check_mirrored_headers(headers: &axum::http::HeaderMap, msg: &Message) -> Result<(), RpcError> {
+    let mismatch = |m: String| Err(RpcError::header_mismatch(format!("Header mismatch: {m}")));
+    let method = msg.method().unwrap_or_default();
+    let version = match headers.get(PROTOCOL_HEADER).map(header_value) {
+        None => {
+            return mismatch(format!(
+                "missing MCP-Protocol-Version header (it must repeat                  _meta[\"{}\"], e.g. {})",
+                meta::PROTOCOL_VERSION,
+                protocol::MODERN
+            ));
+        }
+        Some(Err(why)) => return mismatch(format!("MCP-Protocol-Version {why}")),
+        Some(Ok(v)) => v,
+    };
+    let body_version = msg
+        .params()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(meta::PROTOCOL_VERSION))
+        .and_then(Value::as_str);
+    if let Some(b) = body_version
+        && b != version
+    {
+        return mismatch(format!(
+            "MCP-Protocol-Version header value '{version}' does not match body              _meta protocolVersion '{b}'"
+        ));
+    }
+    match headers.get("mcp-method").map(header_value) {
+        None => {
+            return mismatch(format!(
+                "missing Mcp-Method header (it must repeat the body's method, {method})"
+            ));
+        }
+        Some(Err(why)) => return mismatch(format!("Mcp-Method {why}")),
+        Some(Ok(h)) if h != method => {
+            return mismatch(format!(
+                "Mcp-Method header value '{h}' does not match body method '{method}'"
+            ));
+        }
+        Some(Ok(_)) => {}
+    }
+    let Some(field) = named_field(method) else {
+        return Ok(());
+    };
+    let body = msg
+        .params()
+        .and_then(|p| p.get(field))
+        .and_then(Value::as_str);
+    match (headers.get("mcp-name").map(header_value), body) {
+        (None, None) => Ok(()),
+        (None, Some(b)) => mismatch(format!(
+            "missing Mcp-Name header (it must repeat params.{field}, {b:?})"
+        )),
+        (Some(Err(why)), _) => mismatch(format!("Mcp-Name {why}")),
+        (Some(Ok(h)), b) if Some(h.as_str()) != b => mismatch(format!(
+            "Mcp-Name header value '{h}' does not match body params.{field} '{}'",
+            b.unwrap_or("(absent)")
+        )),
+        (Some(Ok(_)), _) => Ok(()),
+    }
+}
+
 impl Endpoint {
+    /// A POST of a stateless 2026-07-28 client.
+    async fn modern(&self, headers: &axum::http::HeaderMap, parsed: Body) -> Response {
+        if headers.contains_key(SESSION_HEADER) {
+            return Rejection::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Mcp-Session-Id is part of the session-based protocol (up to 2025-11-25) but \
+                     this request speaks {} (MCP-Protocol-Version or _meta): drop the header for \
+                     a stateless request, or send the session's MCP-Protocol-Version",
+                    protocol::MODERN
+                ),
+            )
+            .into_response();
+        }
+        let msg = match parsed {
+            Body::Single(m) => m,
+            Body::Batch(_) => {
+                return Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "JSON-RPC batches are not part of protocol {}; send one message per POST",
+                        protocol::MODERN
+                    ),
+                )
+                .into_response();
+            }
+        };
+        let id = msg.id().cloned().unwrap_or(Value::Null);
+        if msg.kind() == Kind::Request
+            && let Err(e) = check_mirrored_headers(headers, &msg)
+        {
+            return rpc_error_with_id(StatusCode::BAD_REQUEST, id, &e);
+        }
+        match self
+            .server
+            .dispatch_modern(msg, session_binding(headers))
+            .await
+        {
+            ModernDispatch::Accepted => accepted(),
+            ModernDispatch::Rejected { id, error } => {
+                let status = if error.code == jsonrpc::METHOD_NOT_FOUND {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                rpc_error_with_id(status, id, &error)
+            }
+            ModernDispatch::Reply(rx) => {
+                self.answer(vec![(id, rx)], Vec::new(), Answer::Modern)
+                    .await
+            }
+        }
+    }
+
     /// Runs `initialize` on a fresh session: on success the answer carries `Mcp-Session-Id`; on
     /// failure the session is discarded.
     async fn initialize(&self, session: Arc<Session>, msg: Message) -> Response {
@@ -229,8 +425,9 @@ impl Endpoint {
         &self,
         replies: Vec<(Value, mpsc::Receiver<Value>)>,
         mut finals: Vec<Value>,
-        batch: bool,
+        how: Answer,
     ) -> Response {
+        let modern = how == Answer::Modern;
         let mut remaining = replies.len();
         let mut ids = Vec::with_capacity(replies.len());
         let mut merged: SelectAll<_> =
@@ -243,7 +440,7 @@ impl Endpoint {
         while remaining > 0 {
             let next = tokio::select! {
                 m = merged.next() => m,
-                _ = &mut wait => return self.reply_stream(finals, merged),
+                _ = &mut wait => return self.reply_stream(finals, merged, modern),
             };
             match next {
                 Some((i, v)) if ids.get(i).is_some_and(|id| is_final(&v, id)) => {
@@ -252,13 +449,13 @@ impl Endpoint {
                 }
                 Some((_, v)) => {
                     finals.push(v);
-                    return self.reply_stream(finals, merged);
+                    return self.reply_stream(finals, merged, modern);
                 }
                 // Every channel closed: the rest were cancelled and get no response.
                 None => break,
             }
         }
-        if batch {
+        if how == Answer::Batch {
             if finals.is_empty() {
                 accepted()
             } else {
@@ -266,29 +463,37 @@ impl Endpoint {
             }
         } else {
             match finals.pop() {
-                Some(v) => json_response(StatusCode::OK, &v),
+                Some(v) => {
+                    let status = match v["error"]["code"].as_i64() {
+                        Some(code) if modern => modern_status(code),
+                        _ => StatusCode::OK,
+                    };
+                    json_response(status, &v)
+                }
                 // Cancelled: an SSE stream that ends without a response.
                 None => sse_response(stream::empty()),
             }
         }
     }
 
-    /// An SSE answer: `first` messages, then everything still to come on `rest`.
+    /// An SSE answer: `first` messages, then everything still to come on `rest`. Event ids only
+    /// for session-based clients (2026-07-28 dropped them with resumability).
     fn reply_stream(
         &self,
         first: Vec<Value>,
         rest: impl Stream<Item = Tagged> + Send + Unpin + 'static,
+        modern: bool,
     ) -> Response {
         struct State<S> {
             first: VecDeque<Value>,
             rest: S,
-            ids: EventIds,
+            ids: Option<EventIds>,
             tick: Interval,
         }
         let state = State {
             first: first.into(),
             rest,
-            ids: next_stream_ids(),
+            ids: (!modern).then(next_stream_ids),
             tick: keep_alive_timer(self.options.keep_alive),
         };
         sse_response(stream::unfold(state, |mut st| async move {
@@ -300,7 +505,10 @@ impl Endpoint {
                 },
             };
             let frame = match msg {
-                Some(v) => message_event(Some(&st.ids.next_id()), &v),
+                Some(v) => {
+                    let id = st.ids.as_mut().map(EventIds::next_id);
+                    message_event(id.as_deref(), &v)
+                }
                 None => Bytes::from_static(KEEP_ALIVE),
             };
             Some((frame, st))
@@ -320,8 +528,27 @@ fn existing_session(
         .map_err(|_| unknown_session())
 }
 
+/// 405 for GET/DELETE from a 2026-07-28 client (that revision has only POST).
+fn not_in_modern(verb: &str) -> Response {
+    let mut response = rpc_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        RpcError::invalid_request(format!(
+            "{verb} is not part of protocol {}: send every request as a POST (change \
+             notifications come from a subscriptions/listen request)",
+            protocol::MODERN
+        )),
+    );
+    response
+        .headers_mut()
+        .insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
 async fn handle_get(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
+    if says_modern(&parts.headers) {
+        return not_in_modern("GET");
+    }
     if let Err(rejection) = require_accept(&parts.headers, &[EVENT_STREAM]) {
         return rejection.into_response();
     }
@@ -383,6 +610,9 @@ impl Standalone {
 
 async fn handle_delete(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
+    if says_modern(&parts.headers) {
+        return not_in_modern("DELETE");
+    }
     match existing_session(&ep, &parts) {
         Ok(session) => {
             ep.server.close_session(session.id());

@@ -121,6 +121,26 @@ pub const CACHEABLE: [&str; 6] = [
 /// Requests that may be answered with an `input_required` result (multi round-trip requests).
 pub const INPUT_REQUIRED_METHODS: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
 
+/// A Streamable HTTP header that mirrors a body value (`Mcp-Name`, `Mcp-Param-*`), as the body
+/// value: surrounding spaces and tabs removed, and the `=?base64?…?=` sentinel decoded (standard
+/// alphabet with padding, UTF-8). A value without both markers is literal.
+pub fn decode_header_value(raw: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let v = raw.trim_matches(|c| c == ' ' || c == '\t');
+    match v
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        Some(encoded) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| format!("has invalid Base64 in {v:?}"))?;
+            String::from_utf8(bytes).map_err(|_| "is not UTF-8 after Base64 decoding".into())
+        }
+        None => Ok(v.to_string()),
+    }
+}
+
 /// The client capability a server→client request needs (`sampling/createMessage` → `sampling`).
 pub fn capability_for(method: &str) -> Option<&'static str> {
     match method {
@@ -224,6 +244,32 @@ mod tests {
         for v in SUPPORTED_VERSIONS {
             assert!(ALL_VERSIONS.contains(&v));
         }
+    }
+
+    #[test]
+    fn mirrored_header_values() {
+        assert_eq!(
+            decode_header_value("  get_weather \t").unwrap(),
+            "get_weather"
+        );
+        assert_eq!(
+            decode_header_value("=?base64?SGVsbG8sIOS4lueVjA==?=").unwrap(),
+            "Hello, 世界"
+        );
+        assert_eq!(
+            decode_header_value("=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=").unwrap(),
+            "=?base64?literal?="
+        );
+        assert!(
+            decode_header_value("=?base64?SGVsbG8?=").is_err(),
+            "padding"
+        );
+        assert!(decode_header_value("=?base64?SGVs!!!bG8=?=").is_err());
+        assert_eq!(decode_header_value("SGVsbG8=").unwrap(), "SGVsbG8=");
+        assert_eq!(
+            decode_header_value("=?base64?SGVsbG8=").unwrap(),
+            "=?base64?SGVsbG8="
+        );
     }
 
     #[test]
