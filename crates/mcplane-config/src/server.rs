@@ -34,7 +34,7 @@ pub struct ServerSpec {
 }
 
 /// Validated `server` section.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Listen address.
     pub listen: SocketAddr,

@@ -5,6 +5,8 @@
 //! - [`mcp_http`]: MCP Streamable HTTP in front of the downstream server core.
 //! - [`mcp_sse`]: the legacy HTTP+SSE transport (2024-11-05).
 //! - [`edge`]: Origin/Host (DNS-rebinding) and header-size checks for every request.
+//! - [`virtual_servers`]: `/mcp/{name}` (and its legacy SSE pair) for each virtual server,
+//!   reloadable in place.
 
 pub mod edge;
 pub mod http;
@@ -12,3 +14,4 @@ pub mod mcp_http;
 pub mod mcp_sse;
 mod reply;
 mod request;
+pub mod virtual_servers;

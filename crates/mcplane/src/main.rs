@@ -4,6 +4,7 @@
 //! upstream supervisors → the MCP [`Gateway`](mcplane_mcp::gateway::Gateway) → the downstream
 //! server core → HTTP or stdio transports. Only this crate picks concrete adapters.
 
+mod reload;
 mod runtime;
 
 use clap::{Parser, Subcommand};
@@ -85,9 +86,10 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             }
             let c = &loaded.config;
             eprintln!(
-                "{}: OK ({} MCP server(s); listen {})",
+                "{}: OK ({} MCP server(s), {} virtual server(s); listen {})",
                 path.display(),
                 c.mcp.servers.len(),
+                c.mcp.virtual_servers.len(),
                 c.server.listen
             );
             Ok(ExitCode::SUCCESS)

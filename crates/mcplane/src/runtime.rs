@@ -1,12 +1,14 @@
 //! Wiring for the long-running commands: logging, config, upstreams, gateway, transports,
 //! readiness and graceful shutdown.
 
+use crate::reload::Reloader;
 use anyhow::Context;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use mcplane_config::{Config, Loaded};
+use mcplane_gateway::virtual_servers::VirtualEndpoints;
 use mcplane_mcp::gateway::Gateway;
 use mcplane_mcp::server::Server;
 use mcplane_mcp::upstream::{self, Upstream};
@@ -60,6 +62,7 @@ struct Running {
     config: Config,
     gateway: Arc<Gateway>,
     server: Arc<Server>,
+    virtual_servers: Arc<VirtualEndpoints>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -90,10 +93,18 @@ fn start(config: Config) -> Running {
         config.server.session_idle_timeout,
         shutdown.clone(),
     ));
+    let virtual_servers =
+        VirtualEndpoints::new(gateway.clone(), &config.server, &config.mcp.virtual_servers);
+    tasks.spawn(
+        virtual_servers
+            .clone()
+            .reap_idle_sessions(config.server.session_idle_timeout, shutdown.clone()),
+    );
     Running {
         config,
         gateway,
         server,
+        virtual_servers,
         shutdown,
         tasks,
     }
@@ -103,6 +114,7 @@ impl Running {
     /// Closes sessions, stops upstreams (children terminated), waits for background tasks.
     async fn stop(self) {
         self.server.shutdown().await;
+        self.virtual_servers.shutdown().await;
         self.shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
@@ -138,7 +150,17 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
         config.server.listen = l;
     }
     let running = start(config);
+    if let Some(p) = path {
+        let reloader = Reloader::new(
+            p,
+            running.config.clone(),
+            listen.is_some(),
+            running.virtual_servers.clone(),
+        );
+        running.tasks.spawn(reloader.run(running.shutdown.clone()));
+    }
     let gateway = running.gateway.clone();
+    let virtual_servers = running.virtual_servers.clone();
     let health = axum::Router::new()
         .route(
             "/healthz",
@@ -148,8 +170,10 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
             "/readyz",
             get(move || {
                 let gateway = gateway.clone();
+                let virtual_servers = virtual_servers.clone();
                 async move {
-                    let detail = gateway.status().await;
+                    let mut detail = gateway.status().await;
+                    detail["virtual_servers"] = virtual_servers.status().await;
                     let code = if gateway.ready() {
                         StatusCode::OK
                     } else {
@@ -158,13 +182,14 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
                     (code, Json(detail)).into_response()
                 }
             }),
-        );
+        )
+        .merge(running.virtual_servers.router());
     let app = mcplane_gateway::http::app(running.server.clone(), &running.config.server, health);
     let listener = tokio::net::TcpListener::bind(running.config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", running.config.server.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "mcplane listening (MCP at /mcp)");
+    tracing::info!(%addr, virtual_servers = ?running.virtual_servers.names(), "mcplane listening (MCP at /mcp, virtual servers at /mcp/NAME)");
     let stop = CancellationToken::new();
     let stop_on_signal = stop.clone();
     tokio::spawn(async move {

@@ -335,15 +335,18 @@ impl Curated {
             .map(|(t, (i, _))| (*i, t.as_str()))
             .collect();
         matching.sort();
+        // A `ui://` URI rewritten for an upstream is known to clients under the new one only.
+        let own = |i: usize| ui.exposed(i, uri) == uri;
         if let Some((i, _)) = matching
             .iter()
-            .find(|(i, _)| !config.excluded(&self.gateway.names[*i], uri))
+            .find(|(i, _)| own(*i) && !config.excluded(&self.gateway.names[*i], uri))
         {
             return Ok((*i, uri.to_string(), ui));
         }
         let named: Vec<usize> = (0..self.gateway.upstreams.len())
             .filter(|&i| {
-                self.gateway.has_capability(i, "resources")
+                own(i)
+                    && self.gateway.has_capability(i, "resources")
                     && self.gateway.upstreams[i].state() == UpstreamState::Ready
                     && config.include.is_some()
                     && config.shows(&self.gateway.names[i], uri)
