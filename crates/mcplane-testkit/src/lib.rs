@@ -6,3 +6,4 @@
 
 pub mod conformance;
 pub mod http;
+pub mod mock_llm;
