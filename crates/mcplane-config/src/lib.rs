@@ -42,8 +42,9 @@ pub use guardrails::{
 };
 pub use interpolate::interpolate;
 pub use mcp::{
-    FailMode, McpConfig, McpSpec, NamingConfig, NamingSpec, PrefixMode, RestartPolicy, RestartSpec,
-    Timeouts, TimeoutsSpec, Transport, TransportKind, UpstreamConfig, UpstreamSpec,
+    FailMode, InputRequiredSpec, McpConfig, McpSpec, NamingConfig, NamingSpec, PrefixMode,
+    RestartPolicy, RestartSpec, StatelessConfig, Timeouts, TimeoutsSpec, Transport, TransportKind,
+    UpstreamConfig, UpstreamSpec,
 };
 pub use models::{
     Capability, ComplianceSpec, CostSpec, EndpointSpec, ModelSpec, PerformanceSpec, Provider,

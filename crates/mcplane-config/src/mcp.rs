@@ -126,6 +126,48 @@ pub struct McpSpec {
     /// Curated endpoints at `/mcp/{name}` (`[A-Za-z0-9_-]`): a subset of the upstreams' tools,
     /// prompts and resources, renamed as configured. Reloaded without a restart.
     pub virtual_servers: Option<BTreeMap<String, VirtualServerSpec>>,
+    /// Stateless (2026-07-28) clients: how long they may cache `tools/list`, `prompts/list`,
+    /// `resources/list`, `resources/templates/list` and `server/discover` (`ttlMs`; `0s` =
+    /// re-fetch every time). A `subscriptions/listen` stream tells them of changes sooner.
+    #[schemars(extend("default" = "60s"))]
+    pub cache_ttl: Option<HumanDuration>,
+    /// Stateless (2026-07-28) clients: requests answered `input_required` while an upstream
+    /// waits for sampling, elicitation or roots.
+    pub input_required: Option<InputRequiredSpec>,
+}
+
+/// `mcp.input_required` as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputRequiredSpec {
+    /// How long mcplane keeps the upstream call waiting for the client's retry with
+    /// `inputResponses`; then the upstream's request fails and the call is cancelled.
+    #[schemars(extend("default" = "60s"))]
+    pub timeout: Option<HumanDuration>,
+    /// Most requests waiting for a retry at once; beyond it new ones fail.
+    #[schemars(extend("default" = 1024))]
+    pub max_pending: Option<usize>,
+}
+
+/// Validated settings for stateless (2026-07-28) clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatelessConfig {
+    /// `ttlMs` of lists and `server/discover`.
+    pub cache_ttl: Duration,
+    /// How long an `input_required` request waits for its retry.
+    pub input_timeout: Duration,
+    /// Most requests waiting for a retry.
+    pub max_pending: usize,
+}
+
+impl Default for StatelessConfig {
+    fn default() -> Self {
+        StatelessConfig {
+            cache_ttl: Duration::from_secs(60),
+            input_timeout: Duration::from_secs(60),
+            max_pending: 1024,
+        }
+    }
 }
 
 /// Validated naming rules.
@@ -279,6 +321,8 @@ pub struct McpConfig {
     pub servers: Vec<UpstreamConfig>,
     /// Virtual servers in name order.
     pub virtual_servers: Vec<VirtualServerConfig>,
+    /// Settings for stateless (2026-07-28) clients.
+    pub stateless: StatelessConfig,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -340,11 +384,32 @@ impl McpSpec {
             }
             virtual_servers.push(vs.lower(&name, &at, &names, &naming)?);
         }
+        let input = self.input_required.unwrap_or_default();
+        let defaults = StatelessConfig::default();
+        let max_pending = input.max_pending.unwrap_or(defaults.max_pending);
+        if max_pending == 0 {
+            return Err(ConfigError::invalid(
+                "mcp.input_required.max_pending",
+                "must be at least 1",
+            ));
+        }
+        let stateless = StatelessConfig {
+            cache_ttl: self.cache_ttl.map_or(defaults.cache_ttl, |d| d.0),
+            input_timeout: input.timeout.map_or(defaults.input_timeout, |d| d.0),
+            max_pending,
+        };
+        if stateless.input_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "mcp.input_required.timeout",
+                "must be longer than 0s",
+            ));
+        }
         Ok(McpConfig {
             naming,
             on_upstream_failure: self.on_upstream_failure.unwrap_or_default(),
             servers,
             virtual_servers,
+            stateless,
         })
     }
 }

@@ -18,7 +18,7 @@
 mod modern;
 mod mrtr;
 
-pub use modern::{Listening, ModernDispatch, ServerOptions};
+pub use modern::{CacheHints, Listening, ModernDispatch, ServerOptions};
 
 use crate::jsonrpc::{Kind, Message, RpcError};
 use crate::protocol::{self, LogLevel};
@@ -68,6 +68,13 @@ pub trait Service: Send + Sync + 'static {
     /// `_meta["io.modelcontextprotocol/serverInfo"]`.
     fn server_info(&self) -> Value {
         json!({"name": "mcplane", "version": env!("CARGO_PKG_VERSION")})
+    }
+
+    /// Caching hints for a cacheable 2026-07-28 result of `method` (`server/discover`, the four
+    /// lists, `resources/read`) that does not carry its own `ttlMs`/`cacheScope`. The default,
+    /// `None`, makes the core say `ttlMs: 0, cacheScope: "private"` (stale at once, never shared).
+    fn cache_hints(&self, _session: &Session, _method: &str) -> Option<CacheHints> {
+        None
     }
 
     /// Opens a 2026-07-28 `subscriptions/listen` stream for `filter` (the request's

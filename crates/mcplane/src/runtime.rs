@@ -87,7 +87,7 @@ fn start(config: Config) -> Running {
         .collect();
     let gateway = Gateway::new(&config.mcp, upstreams);
     tasks.spawn(gateway.clone().route_events(events_rx));
-    let server = Server::new(gateway.clone());
+    let server = Server::with_options(gateway.clone(), gateway.server_options());
     tasks.spawn(mcplane_gateway::http::reap_idle_sessions(
         server.clone(),
         config.server.session_idle_timeout,

@@ -10,17 +10,19 @@
 pub mod apps;
 pub mod catalog;
 pub mod curation;
+mod modern;
 mod sources;
 
 use crate::jsonrpc::{Kind, Message, RESOURCE_NOT_FOUND, RpcError, UPSTREAM_UNAVAILABLE};
-use crate::server::{RequestContext, Service, Session};
+use crate::protocol;
+use crate::server::{CacheHints, Listening, RequestContext, Service, Session};
 use crate::upstream::{RelatedSink, Upstream, UpstreamError, UpstreamEvent, UpstreamState};
 use async_trait::async_trait;
 use catalog::{Fetched, ListKind, View};
 use futures::stream::{FuturesUnordered, StreamExt};
-use mcplane_config::{FailMode, McpConfig, NamingConfig, PrefixMode};
+use mcplane_config::{FailMode, McpConfig, NamingConfig, PrefixMode, StatelessConfig};
 use serde_json::{Map, Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::mpsc;
@@ -49,8 +51,12 @@ pub struct Gateway {
     epoch: AtomicU64,
     sessions: Mutex<HashMap<String, Weak<Session>>>,
     inflight: Mutex<HashMap<usize, Vec<(u64, RelatedSink)>>>,
-    subscriptions: Mutex<HashMap<String, HashSet<String>>>,
+    subscriptions: modern::SessionSubscriptions,
     next_seq: AtomicU64,
+    /// Stateless (2026-07-28) clients: caching and `input_required` settings.
+    stateless: StatelessConfig,
+    /// Stateless clients' `subscriptions/listen` streams.
+    listeners: Arc<modern::Listeners>,
 }
 
 /// Removes a relayed call from the in-flight list when it ends, however it ends.
@@ -77,6 +83,8 @@ fn unavailable(e: &UpstreamError) -> RpcError {
 impl Gateway {
     /// A gateway over already-spawned upstreams (in config order).
     pub fn new(config: &McpConfig, upstreams: Vec<Arc<Upstream>>) -> Arc<Gateway> {
+        let subscriptions = modern::SessionSubscriptions::default();
+        let listeners = modern::Listeners::new(upstreams.clone(), subscriptions.clone());
         Arc::new(Gateway {
             names: upstreams.iter().map(|u| u.name().to_string()).collect(),
             upstreams,
@@ -87,8 +95,10 @@ impl Gateway {
             epoch: AtomicU64::new(1),
             sessions: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
-            subscriptions: Mutex::new(HashMap::new()),
+            subscriptions,
             next_seq: AtomicU64::new(1),
+            stateless: config.stateless,
+            listeners: Arc::new(listeners),
         })
     }
 
@@ -271,6 +281,8 @@ impl Gateway {
         let call = self.upstreams[i].request(method, Some(params), Some(tx));
         tokio::pin!(call);
         let mut client_requests = FuturesUnordered::new();
+        // Capabilities the client lacked when the upstream asked for them.
+        let mut refused = BTreeSet::new();
         let outcome = loop {
             tokio::select! {
                 r = &mut call => break r,
@@ -279,7 +291,14 @@ impl Gateway {
                         client_requests.push(fut);
                     }
                 }
-                Some(()) = client_requests.next(), if !client_requests.is_empty() => {}
+                Some(r) = client_requests.next(), if !client_requests.is_empty() => match r {
+                    Some(cap) => {
+                        refused.insert(cap);
+                    }
+                    // The client answered (for a stateless client, on a later HTTP request):
+                    // what the upstream sends next most likely belongs to this call.
+                    None => self.promote(i, seq),
+                },
             }
         };
         // Progress or logs that arrived just before the response still reach the client first.
@@ -288,9 +307,25 @@ impl Gateway {
                 drop(fut);
             }
         }
-        match outcome {
+        let result = match outcome {
             Ok(response) => response.into_outcome(),
             Err(e) => Err(unavailable(&e)),
+        };
+        if cx.session.is_modern() {
+            return result.map_err(|e| modern::blame_missing_capabilities(e, &refused));
+        }
+        result
+    }
+
+    /// Makes call `seq` the newest in flight on upstream `i` (where unattributed server→client
+    /// requests and log lines go).
+    fn promote(&self, i: usize, seq: u64) {
+        if let Ok(mut f) = self.inflight.lock()
+            && let Some(v) = f.get_mut(&i)
+            && let Some(at) = v.iter().position(|(s, _)| *s == seq)
+        {
+            let entry = v.remove(at);
+            v.push(entry);
         }
     }
 
@@ -302,7 +337,7 @@ impl Gateway {
         i: usize,
         msg: Value,
         client_token: Option<&Value>,
-    ) -> Option<futures::future::BoxFuture<'a, ()>> {
+    ) -> Option<futures::future::BoxFuture<'a, Option<&'static str>>> {
         let message = Message::from_value(msg).ok()?;
         match message.kind() {
             Kind::Notification => {
@@ -319,24 +354,39 @@ impl Gateway {
     }
 
     /// Forwards a server→client request (sampling, elicitation, roots) to the client of `cx` and
-    /// sends the client's answer back upstream under the upstream's own id.
-    async fn ask_client(&self, cx: &RequestContext, i: usize, mut request: Message) {
+    /// sends the client's answer back upstream under the upstream's own id. For a stateless
+    /// client the question becomes an `input_required` entry keyed by that id (see [`modern`]).
+    /// Returns the capability the client lacked, if the request was refused for it.
+    async fn ask_client(
+        &self,
+        cx: &RequestContext,
+        i: usize,
+        mut request: Message,
+    ) -> Option<&'static str> {
         let up = &self.upstreams[i];
         let id = request.id().cloned().unwrap_or(Value::Null);
         let method = request.method().unwrap_or_default().to_string();
-        let capability = match method.as_str() {
-            "sampling/createMessage" => Some("sampling"),
-            "elicitation/create" => Some("elicitation"),
-            "roots/list" => Some("roots"),
-            _ => None,
-        };
+        let capability = protocol::capability_for(&method);
+        let modern = cx.session.is_modern();
+        let mut refused = None;
         let outcome = match capability {
-            Some(cap) if !cx.session.client_supports(cap) => Err(RpcError::method_not_found(&method)
-                .with_data(json!({"reason": format!("the client connected through mcplane does not support {cap}")}))),
+            Some(cap) if !cx.session.client_supports(cap) => {
+                refused = Some(cap);
+                if modern {
+                    Err(RpcError::missing_capabilities([cap]))
+                } else {
+                    Err(RpcError::method_not_found(&method).with_data(json!({
+                        "reason": format!("the client connected through mcplane does not support {cap}")
+                    })))
+                }
+            }
             _ if method == "ping" => Ok(json!({})),
             _ => {
-                cx.request(&method, request.take_params(), up.config().timeouts.call)
-                    .await
+                let mut params = request.take_params();
+                if modern {
+                    params = modern::with_input_key(params, &id);
+                }
+                cx.request(&method, params, up.config().timeouts.call).await
             }
         };
         let reply = match outcome {
@@ -346,6 +396,7 @@ impl Gateway {
         if let Err(e) = up.send(reply.into_value()).await {
             tracing::debug!(server = up.name(), error = %e, "could not answer the upstream's request");
         }
+        refused
     }
 
     /// Routes messages upstreams send outside any call: server→client requests and log messages
@@ -390,6 +441,7 @@ impl Gateway {
                         }
                     }
                     self.broadcast(m, None);
+                    self.listeners.list_changed(m);
                 }
                 "notifications/resources/updated" => {
                     let mut params = params;
@@ -405,6 +457,7 @@ impl Gateway {
                             session.notify(&method, params.clone());
                         }
                     }
+                    self.listeners.resource_updated(&uri, params.as_ref());
                 }
                 // A log line from a transport that cannot say which call it belongs to goes to
                 // the newest call on that upstream, not to every client.
@@ -628,8 +681,24 @@ impl Service for Gateway {
         }
         Ok(json!({
             "capabilities": self.merged_capabilities(),
-            "serverInfo": {"name": "mcplane", "title": "mcplane MCP gateway", "version": env!("CARGO_PKG_VERSION")},
+            "serverInfo": self.server_identity(),
         }))
+    }
+
+    async fn discover(&self, _session: &Arc<Session>) -> Result<Value, RpcError> {
+        Ok(self.discover_result().await)
+    }
+
+    fn server_info(&self) -> Value {
+        self.server_identity()
+    }
+
+    fn cache_hints(&self, session: &Session, method: &str) -> Option<CacheHints> {
+        self.stateless_cache_hints(session, method)
+    }
+
+    async fn listen(&self, _cx: &RequestContext, filter: &Value) -> Result<Listening, RpcError> {
+        self.open_listener(filter).await
     }
 
     async fn request(
@@ -638,6 +707,17 @@ impl Service for Gateway {
         method: &str,
         params: Option<Value>,
     ) -> Result<Value, RpcError> {
+        if cx.session.is_modern() {
+            // 2026-07-28: a method of a capability nobody serves does not exist (-32601).
+            let capability = method.split('/').next().unwrap_or_default();
+            if matches!(capability, "tools" | "prompts" | "resources") && !self.serves(capability) {
+                return Err(RpcError::method_not_found(method));
+            }
+        } else if method == "resources/unsubscribe"
+            && let Some(done) = self.unsubscribe_locally(&cx.session, params.as_ref())
+        {
+            return Ok(done);
+        }
         match method {
             "tools/list" => self.list(ListKind::Tools, params.as_ref()).await,
             "prompts/list" => self.list(ListKind::Prompts, params.as_ref()).await,

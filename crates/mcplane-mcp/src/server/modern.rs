@@ -53,6 +53,16 @@ impl Default for ServerOptions {
     }
 }
 
+/// Caching hints of a cacheable 2026-07-28 result (see [`Service::cache_hints`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheHints {
+    /// How long the client may consider the result fresh (`ttlMs`).
+    pub ttl: Duration,
+    /// `cacheScope: "public"` (identical for every caller, shared caches may keep it) rather
+    /// than `"private"` (only for the same authorization context).
+    pub public: bool,
+}
+
 /// A `subscriptions/listen` stream as a [`Service`] opens it.
 pub struct Listening {
     /// The part of the client's filter the service honours (the acknowledgement's
@@ -247,8 +257,14 @@ fn target_of(method: &str, params: Option<&Value>) -> String {
         .to_string()
 }
 
-/// Gives a result the fields 2026-07-28 requires.
-fn complete_result(method: &str, result: Value, server_info: &Value) -> Value {
+/// Gives a result the fields 2026-07-28 requires: `resultType`, `_meta` serverInfo and, on a
+/// complete cacheable result, `ttlMs`/`cacheScope` (from `hints` where the service set none).
+fn complete_result(
+    method: &str,
+    result: Value,
+    server_info: &Value,
+    hints: Option<CacheHints>,
+) -> Value {
     let mut obj = match result {
         Value::Object(o) => o,
         Value::Null => Map::new(),
@@ -261,8 +277,15 @@ fn complete_result(method: &str, result: Value, server_info: &Value) -> Value {
     obj.entry("resultType").or_insert_with(|| "complete".into());
     let complete = obj.get("resultType").and_then(Value::as_str) == Some("complete");
     if complete && protocol::CACHEABLE.contains(&method) {
-        obj.entry("ttlMs").or_insert_with(|| 0.into());
-        obj.entry("cacheScope").or_insert_with(|| "private".into());
+        let (ttl, scope) = match hints {
+            Some(h) => (
+                u64::try_from(h.ttl.as_millis()).unwrap_or(u64::MAX),
+                if h.public { "public" } else { "private" },
+            ),
+            None => (0, "private"),
+        };
+        obj.entry("ttlMs").or_insert_with(|| ttl.into());
+        obj.entry("cacheScope").or_insert_with(|| scope.into());
     }
     let m = obj
         .entry("_meta")
@@ -414,24 +437,29 @@ impl ModernRequest {
     async fn run(self) {
         let server_info = self.core.service.server_info();
         let (id, method, tx) = (self.id.clone(), self.method.clone(), self.tx.clone());
+        let (service, session) = (self.core.service.clone(), self.session.clone());
         let outcome = match method.as_str() {
             "server/discover" => {
-                let service = self.core.service.clone();
-                let session = self.session.clone();
-                tokio::select! {
+                let r = tokio::select! {
                     r = discover(&*service, &session) => Some(r),
                     _ = tx.closed() => None,
-                }
+                };
+                service.session_closed(&session);
+                r
             }
             "subscriptions/listen" => {
                 self.listen(&server_info).await;
+                service.session_closed(&session);
                 return;
             }
             _ => self.work().await,
         };
+        let hints = service.cache_hints(&session, &method);
         if let Some(outcome) = outcome {
             let reply = match outcome {
-                Ok(result) => Message::response(id, complete_result(&method, result, &server_info)),
+                Ok(result) => {
+                    Message::response(id, complete_result(&method, result, &server_info, hints))
+                }
                 Err(e) => Message::error(id, &modern_error(e)),
             };
             let _ = tx.send(reply.into_value()).await;
@@ -618,6 +646,7 @@ impl ModernRequest {
             "subscriptions/listen",
             json!({"_meta": {meta::SUBSCRIPTION_ID: self.id.clone()}}),
             server_info,
+            None,
         );
         let _ = self
             .tx
