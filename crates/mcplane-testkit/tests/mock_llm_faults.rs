@@ -5,7 +5,9 @@
 
 use futures::StreamExt;
 use mcplane_testkit::mock_llm::sse::{self, SseParser};
-use mcplane_testkit::mock_llm::{Endpoint, Fault, MockConfig, MockHandle, MockProvider, Provider};
+use mcplane_testkit::mock_llm::{
+    Delivery, Endpoint, Fault, MockConfig, MockHandle, MockProvider, Provider,
+};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -267,6 +269,48 @@ async fn malformed_truncated_and_error_events() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     assert!(serde_json::from_slice::<Value>(&r.bytes().await.unwrap()).is_err());
+}
+
+#[tokio::test]
+async fn the_log_shows_how_far_each_response_got() {
+    let m = mock().await;
+    read_stream(chat(&m, &chat_body("m", true)).await.unwrap()).await;
+    let r = &m.requests()[0];
+    assert_eq!((r.delivery(), r.events_sent()), (Delivery::Complete, 7));
+
+    m.set_faults(vec![Fault::drop_after(2).times(1)]);
+    read_stream(chat(&m, &chat_body("m", true)).await.unwrap()).await;
+    let r = &m.requests()[1];
+    assert_eq!((r.delivery(), r.events_sent()), (Delivery::Reset, 2));
+
+    // a client that goes away mid-stream: the mock sees the stream aborted
+    m.set_faults(vec![
+        Fault::default()
+            .with_event_delay(Duration::from_millis(100))
+            .times(1),
+    ]);
+    let r = chat(&m, &chat_body("m", true)).await.unwrap();
+    let mut body = r.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    assert_eq!(m.requests()[2].delivery(), Delivery::Pending);
+    drop(body);
+    let t = Instant::now();
+    while m.requests()[2].delivery() == Delivery::Pending && t.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = &m.requests()[2];
+    assert_eq!(r.delivery(), Delivery::Aborted);
+    assert!(r.events_sent() < 7, "{}", r.events_sent());
+    let log: Value = client()
+        .get(format!("{}/__mock/requests", m.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log["requests"][2]["delivery"], "aborted");
+    assert_eq!(log["requests"][0]["events_sent"], 7);
 }
 
 #[tokio::test]

@@ -3,17 +3,20 @@
 //! streams first-token delay, pacing, malformed events, truncation, error events, resets).
 
 use super::fault::{Endpoint, Fault, Provider, Selector};
-use super::record::RecordedRequest;
+use super::record::{Delivery, Progress, RecordedRequest};
 use super::server::Shared;
 use super::{anthropic, gemini, openai};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use futures::{StreamExt as _, stream};
+use futures::{Stream, StreamExt as _, stream};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, StatusCode};
 use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -96,6 +99,7 @@ pub(crate) async fn finish(
         (Outcome::Answer(_), Some((_, f))) => f.planned_status(),
         (Outcome::Answer(_), None) => Some(200),
     };
+    let progress = Arc::new(Progress::default());
     if shared.log.enabled() {
         shared.log.push(RecordedRequest {
             seq,
@@ -109,15 +113,19 @@ pub(crate) async fn finish(
             stream: call.stream,
             status,
             fault: fault.as_ref().map(|(i, _)| *i),
+            progress: progress.clone(),
         });
     }
     let rendered = match call.outcome {
-        Outcome::Reject(response) => return response,
+        Outcome::Reject(response) => {
+            progress.set(Delivery::Complete);
+            return response;
+        }
         Outcome::Answer(rendered) => rendered,
     };
     let provider = call.provider.unwrap_or(Provider::OpenAi);
     let fault = fault.map(|(_, f)| f);
-    let mut response = deliver(shared, provider, seq, fault.as_ref(), rendered).await;
+    let mut response = deliver(shared, provider, seq, fault.as_ref(), rendered, progress).await;
     if let Some((name, value)) = request_id_header(provider, seq) {
         response.headers_mut().insert(name, value);
     }
@@ -130,8 +138,11 @@ async fn deliver(
     seq: u64,
     fault: Option<&Fault>,
     rendered: Rendered,
+    progress: Arc<Progress>,
 ) -> Response {
     let cancel = &shared.cancel;
+    // Until a body takes over the tracking, leaving early (client gone, shutdown) is an abort.
+    let mut guard = AbortGuard(Some(progress));
     if let Some(f) = fault {
         if let Some(ms) = f.latency_ms
             && !sleep(cancel, Duration::from_millis(ms)).await
@@ -165,6 +176,7 @@ async fn deliver(
     match rendered {
         Rendered::Json(body) => {
             let Some(f) = fault else {
+                guard.complete();
                 return json_response(Body::from(body));
             };
             if let Some(ms) = f.first_token_delay_ms
@@ -173,19 +185,26 @@ async fn deliver(
                 return shutting_down();
             }
             let half = body.slice(..body.len() / 2);
-            if f.drop_after_events.is_some() {
+            let partial: Option<Pieces> = if f.drop_after_events.is_some() {
                 let reset = stream::once(async {
                     flush_pause().await;
                     Err(reset())
                 });
-                json_response(Body::from_stream(
-                    stream::iter([io::Result::Ok(half)]).chain(reset),
-                ))
+                Some(Box::pin(stream::iter([Ok((half, 0))]).chain(reset)))
             } else if f.truncate || f.truncate_after_events.is_some() || f.malformed_event.is_some()
             {
-                json_response(Body::from_stream(stream::iter([io::Result::Ok(half)])))
+                Some(Box::pin(stream::iter([Ok((half, 0))])))
             } else {
-                json_response(Body::from(body))
+                None
+            };
+            match (partial, guard.take()) {
+                (Some(pieces), Some(progress)) => {
+                    json_response(Body::from_stream(Tracked::new(pieces, progress)))
+                }
+                _ => {
+                    guard.complete();
+                    json_response(Body::from(body))
+                }
             }
         }
         Rendered::Stream(es) => {
@@ -194,7 +213,10 @@ async fn deliver(
                 Framing::GeminiSse => "text/event-stream",
                 Framing::OpenAi | Framing::Anthropic => "text/event-stream; charset=utf-8",
             };
-            let body = stream_body(shared, es, fault);
+            let Some(progress) = guard.take() else {
+                return shutting_down();
+            };
+            let body = Body::from_stream(Tracked::new(stream_body(shared, es, fault), progress));
             let mut response = Response::new(body);
             let headers = response.headers_mut();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -204,7 +226,10 @@ async fn deliver(
     }
 }
 
-fn stream_body(shared: &Shared, es: EventStream, fault: Option<&Fault>) -> Body {
+/// Body pieces with the number of events each carries.
+type Pieces = Pin<Box<dyn Stream<Item = io::Result<(Bytes, usize)>> + Send>>;
+
+fn stream_body(shared: &Shared, es: EventStream, fault: Option<&Fault>) -> Pieces {
     let EventStream {
         mut events,
         terminal_from,
@@ -244,7 +269,7 @@ fn stream_body(shared: &Shared, es: EventStream, fault: Option<&Fault>) -> Body 
         for ev in &events {
             all.extend_from_slice(ev);
         }
-        return Body::from_stream(stream::iter([io::Result::Ok(all.freeze())]));
+        return Box::pin(stream::iter([Ok((all.freeze(), events.len()))]));
     }
     let state = Pacer {
         events: events.into_iter(),
@@ -255,7 +280,7 @@ fn stream_body(shared: &Shared, es: EventStream, fault: Option<&Fault>) -> Body 
         cancel: shared.cancel.clone(),
         done: false,
     };
-    Body::from_stream(stream::unfold(state, |mut st| async move {
+    Box::pin(stream::unfold(state, |mut st| async move {
         if st.done {
             return None;
         }
@@ -277,8 +302,86 @@ fn stream_body(shared: &Shared, es: EventStream, fault: Option<&Fault>) -> Body 
             return None;
         }
         st.sent += 1;
-        Some((Ok(next), st))
+        Some((Ok((next, 1)), st))
     }))
+}
+
+/// A body that reports its progress to the request's record: events sent, and how it ended
+/// (its end, a reset, or dropped unfinished because the client went away).
+struct Tracked {
+    inner: Pieces,
+    progress: Arc<Progress>,
+    finished: bool,
+}
+
+impl Tracked {
+    fn new(inner: Pieces, progress: Arc<Progress>) -> Self {
+        Tracked {
+            inner,
+            progress,
+            finished: false,
+        }
+    }
+}
+
+impl Stream for Tracked {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = match self.inner.as_mut().poll_next(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(item) => item,
+        };
+        Poll::Ready(match item {
+            Some(Ok((bytes, events))) => {
+                self.progress.add_events(events);
+                Some(Ok(bytes))
+            }
+            Some(Err(e)) => {
+                self.finished = true;
+                self.progress.set(Delivery::Reset);
+                Some(Err(e))
+            }
+            None => {
+                if !self.finished {
+                    self.finished = true;
+                    self.progress.set(Delivery::Complete);
+                }
+                None
+            }
+        })
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.progress.set(Delivery::Aborted);
+        }
+    }
+}
+
+/// Marks the request aborted if dropped while still holding its progress.
+struct AbortGuard(Option<Arc<Progress>>);
+
+impl AbortGuard {
+    fn complete(&mut self) {
+        if let Some(p) = self.0.take() {
+            p.set(Delivery::Complete);
+        }
+    }
+
+    fn take(&mut self) -> Option<Arc<Progress>> {
+        self.0.take()
+    }
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            p.set(Delivery::Aborted);
+        }
+    }
 }
 
 struct Pacer {

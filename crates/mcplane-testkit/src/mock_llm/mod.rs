@@ -10,8 +10,23 @@
 //! | Anthropic | `POST /v1/messages`, `POST /v1/messages/count_tokens`, `GET /v1/models` (with `anthropic-version`) | `x-api-key: K` or `Authorization: Bearer K`, + `anthropic-version` |
 //! | Gemini | `POST /v1beta/models/{m}:generateContent`, `:streamGenerateContent[?alt=sse]`, `:embedContent`, `:batchEmbedContents`, `GET /v1beta/models` (also under `/v1`) | `x-goog-api-key: K` or `?key=K` |
 //!
-//! Base URLs for the SDKs: OpenAI `{root}/v1` ([`MockHandle::openai_base_url`]), Anthropic and
-//! Gemini `{root}` ([`MockHandle::base_url`]), Azure `azure_endpoint={root}`.
+//! `GET /v1/models[/{id}]` answers in Anthropic's shape when the request has `anthropic-version`
+//! and in Gemini's with a Google key. Base URLs for the SDKs: OpenAI `{root}/v1`
+//! ([`MockHandle::openai_base_url`]), Anthropic and Gemini `{root}` ([`MockHandle::base_url`]),
+//! Azure `azure_endpoint={root}`. The `mcplane-mock-llm` binary serves the same.
+//!
+//! ```no_run
+//! use mcplane_testkit::mock_llm::{Fault, MockConfig, MockProvider};
+//! # async fn demo() -> std::io::Result<()> {
+//! let mock = MockProvider::start(MockConfig::default().with_api_key("sk-upstream")).await?;
+//! // point mcplane's provider endpoint at mock.openai_base_url() (or mock.base_url()), then:
+//! mock.set_faults(vec![Fault::status(429).retry_after(1).times(2)]);
+//! // ... drive mcplane ...
+//! let seen = mock.requests();
+//! assert!(seen.iter().all(|r| r.header("authorization") == Some("Bearer sk-upstream")));
+//! mock.shutdown().await
+//! # }
+//! ```
 //!
 //! # Behaviour (deterministic, so tests can assert on it)
 //!
@@ -58,5 +73,5 @@ mod server;
 pub mod sse;
 
 pub use fault::{Endpoint, Fault, FaultStatus, Provider};
-pub use record::RecordedRequest;
+pub use record::{Delivery, RecordedRequest};
 pub use server::{MockConfig, MockHandle, MockProvider};

@@ -1,16 +1,18 @@
 //! The request log: every request that reached a provider route (or no route at all), with its
 //! headers and body unredacted, so tests can assert what mcplane sent upstream.
 //!
-//! The log keeps the newest `record_limit` requests (a ring); [`RequestLog::total`] counts all of
+//! The log keeps the newest `record_limit` requests (a ring); a counter
+//! ([`MockHandle::request_count`](super::MockHandle::request_count)) counts all of
 //! them. `GET /__mock/requests` renders it as JSON (see [`RecordedRequest::to_json`]).
 
 use super::fault::{Endpoint, Provider};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// One request as the mock received it, and what the mock decided to do with it.
 #[derive(Debug, Clone)]
@@ -37,9 +39,67 @@ pub struct RecordedRequest {
     pub status: Option<u16>,
     /// Index of the fault rule applied, if any.
     pub fault: Option<usize>,
+    pub(crate) progress: Arc<Progress>,
+}
+
+/// How far the mock got in sending a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Still being sent (a paced stream), or never sent (a `hang` fault).
+    Pending,
+    /// Sent to its end.
+    Complete,
+    /// The client went away (or the mock shut down) before the end: what a downstream
+    /// disconnect that mcplane propagates looks like from the upstream.
+    Aborted,
+    /// The mock reset the connection on purpose (a `drop_after_events` fault).
+    Reset,
+}
+
+/// Shared between a record and the body being sent.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    events: AtomicUsize,
+    state: AtomicU8,
+}
+
+impl Progress {
+    pub fn add_events(&self, n: usize) {
+        self.events.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set(&self, d: Delivery) {
+        let v = match d {
+            Delivery::Pending => 0,
+            Delivery::Complete => 1,
+            Delivery::Aborted => 2,
+            Delivery::Reset => 3,
+        };
+        self.state.store(v, Ordering::Release);
+    }
+
+    fn get(&self) -> Delivery {
+        match self.state.load(Ordering::Acquire) {
+            1 => Delivery::Complete,
+            2 => Delivery::Aborted,
+            3 => Delivery::Reset,
+            _ => Delivery::Pending,
+        }
+    }
 }
 
 impl RecordedRequest {
+    /// How far the response got (updated while a stream is sent).
+    pub fn delivery(&self) -> Delivery {
+        self.progress.get()
+    }
+
+    /// Stream events sent so far (0 for JSON responses).
+    pub fn events_sent(&self) -> usize {
+        self.progress.events.load(Ordering::Relaxed)
+    }
+
     /// The request path.
     pub fn path(&self) -> &str {
         self.uri.path()
@@ -57,7 +117,8 @@ impl RecordedRequest {
 
     /// The JSON form used by `GET /__mock/requests`: `seq`, `method`, `path`, `query`,
     /// `headers` (name → value, repeated values joined by `, `), `body` (parsed JSON, else the
-    /// text), `provider`, `endpoint`, `model`, `stream`, `status`, `fault`.
+    /// text), `provider`, `endpoint`, `model`, `stream`, `status`, `fault`, `delivery`,
+    /// `events_sent`.
     pub fn to_json(&self) -> Value {
         let mut headers = Map::new();
         for (name, value) in &self.headers {
@@ -88,6 +149,8 @@ impl RecordedRequest {
             "stream": self.stream,
             "status": self.status,
             "fault": self.fault,
+            "delivery": self.delivery(),
+            "events_sent": self.events_sent(),
         })
     }
 }
