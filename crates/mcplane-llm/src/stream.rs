@@ -274,7 +274,7 @@ impl StreamTranslator {
         self.decoder.decode(event, &mut self.scratch)?;
         let mut frames = Vec::new();
         if self.passthrough {
-            if self.forward_as_is(event) {
+            if self.forward_as_is() {
                 frames.push(event.to_bytes());
             }
             self.observe();
@@ -401,17 +401,17 @@ impl StreamTranslator {
     }
 
     /// Passthrough: whether to relay this event unchanged.
-    fn forward_as_is(&self, event: &SseEvent) -> bool {
+    fn forward_as_is(&self) -> bool {
         if self.target != Format::OpenAi || self.include_usage {
             return true;
         }
-        // A usage-only chunk (empty choices) the client did not ask for.
-        let usage_only = self
-            .scratch
-            .iter()
-            .all(|e| matches!(e, StreamEvent::Usage(_)))
-            && !self.scratch.is_empty()
-            && event.data.contains("\"choices\":[]");
+        // A chunk that only carries usage (OpenAI's last chunk, with empty `choices`), which
+        // the client did not ask for.
+        let usage_only = !self.scratch.is_empty()
+            && self
+                .scratch
+                .iter()
+                .all(|e| matches!(e, StreamEvent::Usage(_)));
         !usage_only
     }
 }

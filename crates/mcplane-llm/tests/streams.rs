@@ -478,3 +478,24 @@ fn streams_without_usage_are_estimated() {
     );
     assert!(t.output_text().starts_with("Checking now.get_weather"));
 }
+
+#[test]
+fn a_blocked_gemini_prompt_finishes_with_content_filter() {
+    let body = b"data: {\"promptFeedback\": {\"blockReason\": \"SAFETY\"}, \"usageMetadata\": {\"promptTokenCount\": 7, \"totalTokenCount\": 7}, \"modelVersion\": \"gemini-2.5-flash\"}\n\n";
+    let out = translate(Format::Gemini, Format::OpenAi, body, true);
+    let chunks = openai_chunks(&out);
+    assert_eq!(chunks[1]["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(chunks[2]["usage"]["prompt_tokens"], 7);
+    assert_eq!(chunks[3], "[DONE]");
+}
+
+#[test]
+fn usage_only_chunks_are_recognized_whatever_their_spacing() {
+    let body = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}\n\n\
+        data: {\"id\": \"c\", \"choices\": [ ], \"usage\": {\"prompt_tokens\": 1, \"completion_tokens\": 1, \"total_tokens\": 2}}\n\n\
+        data: [DONE]\n\n";
+    let out = translate(Format::OpenAi, Format::OpenAi, body.as_bytes(), false);
+    assert_eq!(events(&out).len(), 2);
+    let out = translate(Format::OpenAi, Format::OpenAi, body.as_bytes(), true);
+    assert_eq!(events(&out).len(), 3);
+}

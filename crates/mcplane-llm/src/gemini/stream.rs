@@ -149,6 +149,18 @@ impl StreamDecoder {
                 });
             }
         }
+        // A blocked prompt has no candidates, only the reason.
+        if let Some(mut pf) = o.object("promptFeedback")?
+            && pf.string("blockReason")?.is_some()
+            && !self.finished
+        {
+            self.finished = true;
+            out.push(StreamEvent::Finish {
+                choice: 0,
+                reason: FinishReason::ContentFilter,
+                stop_sequence: None,
+            });
+        }
         if let Some(u) = o.object("usageMetadata")? {
             self.usage = Some(usage_from_obj(u)?);
         }
