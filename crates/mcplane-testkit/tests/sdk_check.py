@@ -26,8 +26,12 @@ import traceback
 import urllib.request
 
 import anthropic
-import httpx2 as httpx
 import openai
+
+try:  # the SDKs' HTTP client: httpx2 for openai 3.x / anthropic 2.x, httpx before
+    import httpx2 as httpx
+except ImportError:
+    import httpx
 
 KEY = "sk-mock"
 ROOT = pathlib.Path(__file__).resolve().parents[3]
