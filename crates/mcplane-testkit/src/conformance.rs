@@ -13,13 +13,19 @@
 //! What it cannot do on its own is transport work: DNS-rebinding protection, session deletion
 //! (404 afterwards) and closing an SSE stream mid-call for `test_reconnection` belong to the
 //! transport serving it.
+//!
+//! The `--requirements 2026-07-28` scenarios' names ([`stateless`]) are here too, implemented
+//! the session-era way (server→client requests that carry the input key the scenarios expect),
+//! so that mcplane in front of this fixture has to bridge them into `input_required` results.
+
+pub mod stateless;
 
 use crate::http::HttpFixture;
 use async_trait::async_trait;
 use base64::Engine as _;
 use mcplane_mcp::demo::{LogLevel, completion_result};
 use mcplane_mcp::jsonrpc::{RESOURCE_NOT_FOUND, RpcError};
-use mcplane_mcp::server::{RequestContext, Service, Session};
+use mcplane_mcp::server::{Listening, RequestContext, Service, Session};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -104,6 +110,8 @@ pub struct ConformanceFixture {
     sessions: Mutex<HashMap<String, SessionState>>,
     /// Bumped by [`ConformanceFixture::update_resource`]; shown in the watched resource's text.
     watched_version: AtomicU64,
+    /// `subscriptions/listen` streams of 2026-07-28 clients served directly.
+    listeners: Mutex<Vec<stateless::Listener>>,
 }
 
 impl ConformanceFixture {
@@ -145,6 +153,22 @@ impl ConformanceFixture {
             s.notify("notifications/resources/updated", Some(json!({"uri": uri})));
         }
         targets.len()
+    }
+
+    /// Announces a list change (`notifications/{tools,prompts}/list_changed`) to every session
+    /// and to the listeners that asked for it.
+    pub fn list_changed(&self, method: &str) {
+        let sessions: Vec<Arc<Session>> = self
+            .sessions
+            .lock()
+            .map(|s| s.values().filter_map(|st| st.session.upgrade()).collect())
+            .unwrap_or_default();
+        for s in sessions {
+            s.notify(method, None);
+        }
+        if let Ok(l) = self.listeners.lock() {
+            stateless::notify_listeners(&l, method);
+        }
     }
 
     fn with_state<R>(&self, session: &Arc<Session>, f: impl FnOnce(&mut SessionState) -> R) -> R {
@@ -325,9 +349,13 @@ impl ConformanceFixture {
                     Value::Object(args)
                 )))
             }
+            other if stateless::TOOL_NAMES.contains(&other) => {
+                stateless::call(self, cx, other).await
+            }
             other => Err(RpcError::invalid_params(format!(
-                "unknown tool {other:?}: this fixture has {}",
-                TOOL_NAMES.join(", ")
+                "unknown tool {other:?}: this fixture has {}, {}",
+                TOOL_NAMES.join(", "),
+                stateless::TOOL_NAMES.join(", ")
             ))),
         }
     }
@@ -391,9 +419,9 @@ impl Service for ConformanceFixture {
         self.with_state(session, |_| ());
         Ok(json!({
             "capabilities": {
-                "tools": {},
+                "tools": {"listChanged": true},
                 "resources": {"subscribe": true},
-                "prompts": {},
+                "prompts": {"listChanged": true},
                 "logging": {},
                 "completions": {},
             },
@@ -460,7 +488,14 @@ impl Service for ConformanceFixture {
                     "name": "test_prompt_with_image", "title": "Prompt With Image",
                     "description": "A prompt that includes image content",
                 },
+                stateless::prompt(),
             ]})),
+            "prompts/get"
+                if params.as_ref().and_then(|p| p.get("name"))
+                    == Some(&json!(stateless::PROMPT_NAME)) =>
+            {
+                stateless::get_prompt(cx).await
+            }
             "prompts/get" => get_prompt(params.as_ref()),
             "completion/complete" => complete(params.as_ref()),
             "logging/setLevel" => {
@@ -470,6 +505,10 @@ impl Service for ConformanceFixture {
             }
             other => Err(RpcError::method_not_found(other)),
         }
+    }
+
+    async fn listen(&self, _cx: &RequestContext, filter: &Value) -> Result<Listening, RpcError> {
+        Ok(stateless::listen(self, filter))
     }
 
     fn session_closed(&self, session: &Session) {
@@ -510,9 +549,7 @@ fn tools() -> Vec<Value> {
             }
         }
     };
-    TOOL_NAMES
-        .iter()
-        .map(|&name| {
+    let session_era = TOOL_NAMES.iter().map(|&name| {
             let input_schema = match name {
                 "test_sampling" => json!({
                     "type": "object",
@@ -528,8 +565,8 @@ fn tools() -> Vec<Value> {
                 _ => no_args.clone(),
             };
             json!({"name": name, "description": described(name), "inputSchema": input_schema})
-        })
-        .collect()
+        });
+    session_era.chain(stateless::tools()).collect()
 }
 
 /// The input schema of [`JSON_SCHEMA_TOOL`]: `$schema`, `$defs` with an `$anchor`, `$ref`,
@@ -937,7 +974,12 @@ mod tests {
         let r = c.rpc("tools/list", json!({})).await;
         let tools = r["result"]["tools"].as_array().unwrap();
         let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
-        assert_eq!(names, TOOL_NAMES);
+        let expected: Vec<&str> = TOOL_NAMES
+            .iter()
+            .chain(stateless::TOOL_NAMES.iter())
+            .copied()
+            .collect();
+        assert_eq!(names, expected);
         for t in tools {
             assert_eq!(t["inputSchema"]["type"], "object");
             assert!(!t["description"].as_str().unwrap().is_empty());
@@ -960,7 +1002,8 @@ mod tests {
             .iter()
             .map(|p| p["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, PROMPT_NAMES);
+        assert_eq!(names[..PROMPT_NAMES.len()], PROMPT_NAMES);
+        assert_eq!(names[PROMPT_NAMES.len()..], [stateless::PROMPT_NAME]);
         assert!(prompts.iter().all(|p| p["description"].is_string()));
         let r = c.rpc("resources/list", json!({})).await;
         assert_eq!(r["result"]["resources"].as_array().unwrap().len(), 3);

@@ -305,6 +305,23 @@ fn modern_error(mut e: RpcError) -> RpcError {
     e
 }
 
+/// A `resources/read` refused with `-32602` says which URI in `data.uri` (SEP-2164), as
+/// session-era servers often do not.
+fn not_found_names_uri(mut e: RpcError, uri: Option<String>) -> RpcError {
+    if let Some(uri) = uri
+        && e.code == crate::jsonrpc::INVALID_PARAMS
+    {
+        match &mut e.data {
+            Some(Value::Object(d)) => {
+                d.entry("uri").or_insert(Value::String(uri));
+            }
+            None => e.data = Some(json!({"uri": uri})),
+            Some(_) => {}
+        }
+    }
+    e
+}
+
 /// Everything a modern request task needs from the server.
 #[derive(Clone)]
 struct Core {
@@ -438,6 +455,9 @@ impl ModernRequest {
         let server_info = self.core.service.server_info();
         let (id, method, tx) = (self.id.clone(), self.method.clone(), self.tx.clone());
         let (service, session) = (self.core.service.clone(), self.session.clone());
+        let read_uri = (method == "resources/read")
+            .then(|| target_of(&method, self.params.as_ref()))
+            .filter(|u| !u.is_empty());
         let outcome = match method.as_str() {
             "server/discover" => {
                 let r = tokio::select! {
@@ -460,7 +480,7 @@ impl ModernRequest {
                 Ok(result) => {
                     Message::response(id, complete_result(&method, result, &server_info, hints))
                 }
-                Err(e) => Message::error(id, &modern_error(e)),
+                Err(e) => Message::error(id, &not_found_names_uri(modern_error(e), read_uri)),
             };
             let _ = tx.send(reply.into_value()).await;
         }
