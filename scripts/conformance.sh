@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The official MCP conformance suite (server leg, --requirements 2025-11-25) in three legs:
+# The official MCP conformance suite (server leg) in five legs:
 #
+#   --requirements 2025-11-25 (session-based clients)
 #   direct      against @modelcontextprotocol/server-everything itself (sanity: the suite and the
 #               reference server behave as recorded in conformance/reference-everything-2025-11-25.yaml)
 #   everything  THROUGH mcplane in front of server-everything (one streamable_http upstream,
@@ -10,7 +11,16 @@
 #               a stdio upstream), expected failures conformance/fixture-2025-11-25.yaml (empty:
 #               every scored scenario passes)
 #
-# Usage: scripts/conformance.sh [--update-baselines] [LEG ...]     (default: all three legs)
+#   --requirements 2026-07-28 (stateless clients; both upstreams speak only the session era, so
+#   every pass is mcplane bridging: per-request _meta, server/discover, subscriptions/listen,
+#   input_required rounds made of the upstream's sampling/elicitation/roots requests)
+#   everything-2026  THROUGH mcplane in front of server-everything, expected failures
+#               conformance/mcplane-everything-2026-07-28.yaml (only checks that call the suite's
+#               fixture names, each with its reason)
+#   fixture-2026     THROUGH mcplane in front of our conformance fixture, expected failures
+#               conformance/fixture-2026-07-28.yaml (empty: every scored scenario passes)
+#
+# Usage: scripts/conformance.sh [--update-baselines] [LEG ...]     (default: all five legs)
 #
 # Summaries go to conformance/results/<leg>.json (checked in); raw suite output and process logs
 # to conformance-results/<leg>/ (git-ignored). Fails if the suite exits non-zero for any leg, if a
@@ -32,10 +42,9 @@ PY="$(python3 -c 'import sys; print(sys.executable)')"
 REPORT="scripts/lib/conformance_report.py"
 MCPLANE_BIN="${MCPLANE_BIN:-$ROOT/target/debug/mcplane}"
 FIXTURE_BIN="${MCPLANE_FIXTURE_BIN:-$ROOT/target/debug/mcplane-fixture}"
-REQ="2025-11-25"
-REF_BASELINE="conformance/reference-everything-$REQ.yaml"
-MCPLANE_BASELINE="conformance/mcplane-everything-$REQ.yaml"
-FIXTURE_BASELINE="conformance/fixture-$REQ.yaml"
+LEGACY_REQ="2025-11-25"
+MODERN_REQ="2026-07-28"
+REF_BASELINE="conformance/reference-everything-$LEGACY_REQ.yaml"
 RAW_ROOT="conformance-results"
 
 update=0
@@ -43,12 +52,12 @@ legs=()
 for arg in "$@"; do
   case "$arg" in
     --update-baselines) update=1 ;;
-    direct|everything|fixture) legs+=("$arg") ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    direct|everything|fixture|everything-2026|fixture-2026) legs+=("$arg") ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "conformance: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
-[[ ${#legs[@]} -gt 0 ]] || legs=(direct everything fixture)
+[[ ${#legs[@]} -gt 0 ]] || legs=(direct everything fixture everything-2026 fixture-2026)
 
 say() { printf '\n== conformance: %s\n' "$*"; }
 die() { printf 'conformance: FAIL: %s\n' "$*" >&2; exit 1; }
@@ -89,12 +98,13 @@ trap 'exit 143' TERM
 
 show_log() { echo "--- tail of $1 ---" >&2; tail -n "${2:-40}" "$1" >&2 || true; }
 
-# Scored server scenarios for this requirement set (only these decide the suite's exit code).
-SCORED="$RAW_ROOT/scored-$REQ.txt"
+# Scored server scenarios per requirement set (only these decide the suite's exit code).
 mkdir -p "$RAW_ROOT"
-"$NODE" "$SUITE" list --requirements "$REQ" |
-  awk '/^Server scenarios/{s=1;next} s&&/^ *- /{print $2} s&&/^$/{exit}' > "$SCORED"
-[[ -s "$SCORED" ]] || die "could not read the scored scenario list from 'conformance list'"
+for req in "$LEGACY_REQ" "$MODERN_REQ"; do
+  "$NODE" "$SUITE" list --requirements "$req" |
+    awk '/^Server scenarios/{s=1;next} s&&/^ *- /{print $2} s&&/^$/{exit}' > "$RAW_ROOT/scored-$req.txt"
+  [[ -s "$RAW_ROOT/scored-$req.txt" ]] || die "could not read the scored $req scenarios from 'conformance list'"
+done
 
 start_everything() {  # start_everything DIR ; sets EV_PID EV_PORT
   EV_PORT="$("$PY" "$HARNESS" free-port)"
@@ -118,18 +128,19 @@ start_mcplane() {  # start_mcplane DIR CONFIG ; sets MP_PID MP_URL
 }
 
 FAILED=()
-run_suite() {  # run_suite LEG URL BASELINE TARGET [extra report args...]
-  local leg="$1" url="$2" baseline="$3" target="$4"; shift 4
+run_suite() {  # run_suite LEG REQ URL BASELINE TARGET [extra report args...]
+  local leg="$1" req="$2" url="$3" baseline="$4" target="$5"; shift 5
   local dir="$RAW_ROOT/$leg" rc=0
-  say "$leg: suite against $url (expected failures: $baseline)"
+  say "$leg: suite --requirements $req against $url (expected failures: $baseline)"
   rm -rf "$dir/raw"; mkdir -p "$dir/raw"
-  "$NODE" "$SUITE" server --url "$url" --requirements "$REQ" -o "$dir/raw" \
+  "$NODE" "$SUITE" server --url "$url" --requirements "$req" -o "$dir/raw" \
       --expected-failures "$baseline" >"$dir/suite.log" 2>&1 || rc=$?
   sed -n '/^Total:/,$p' "$dir/suite.log"
   local extra=("$@")
   if [[ $update -eq 1 && "$leg" != direct ]]; then extra+=(--write-baseline "$baseline"); fi
   "$PY" "$REPORT" --raw "$dir/raw" --out "conformance/results/$leg.json" --leg "$leg" --target "$target" \
-      --suite-exit "$rc" --suite-baseline "$baseline" --scored "$SCORED" --root "$ROOT" "${extra[@]}"
+      --requirements "$req" --suite-exit "$rc" --suite-baseline "$baseline" \
+      --scored "$RAW_ROOT/scored-$req.txt" --root "$ROOT" "${extra[@]}"
   if [[ $rc -ne 0 ]]; then
     if [[ $update -eq 1 && "$leg" != direct ]]; then
       echo "conformance: $leg: suite exit $rc; baseline $baseline rewritten from this run (review the diff)"
@@ -146,13 +157,14 @@ ev_version() { "$NODE" -p "require('./$TOOLS/node_modules/@modelcontextprotocol/
 leg_direct() {
   local dir="$RAW_ROOT/direct"; mkdir -p "$dir"
   start_everything "$dir"
-  run_suite direct "http://127.0.0.1:$EV_PORT/mcp" "$REF_BASELINE" \
+  run_suite direct "$LEGACY_REQ" "http://127.0.0.1:$EV_PORT/mcp" "$REF_BASELINE" \
     "server-everything@$(ev_version) directly (streamableHttp)"
   stop_bg "$EV_PID" || true
 }
 
-leg_everything() {
-  local dir="$RAW_ROOT/everything"; mkdir -p "$dir"
+leg_everything() {  # leg_everything [LEG REQ] (default: everything, 2025-11-25)
+  local leg="${1:-everything}" req="${2:-$LEGACY_REQ}"
+  local dir="$RAW_ROOT/$leg"; mkdir -p "$dir"
   start_everything "$dir"
   cat >"$dir/mcplane.yaml" <<EOF
 # generated by scripts/conformance.sh
@@ -164,7 +176,14 @@ mcp:
       url: "http://127.0.0.1:$EV_PORT/mcp"
 EOF
   start_mcplane "$dir" "$dir/mcplane.yaml"
-  run_suite everything "$MP_URL/mcp" "$MCPLANE_BASELINE" \
+  if [[ "$req" != "$LEGACY_REQ" ]]; then
+    run_suite "$leg" "$req" "$MP_URL/mcp" "conformance/mcplane-everything-$req.yaml" \
+      "mcplane -> server-everything@$(ev_version) (streamable_http upstream, prefix never)"
+    stop_bg "$MP_PID" || { show_log "$dir/mcplane.log"; FAILED+=("$leg: mcplane shutdown left processes behind"); }
+    stop_bg "$EV_PID" || true
+    return
+  fi
+  run_suite everything "$req" "$MP_URL/mcp" "conformance/mcplane-everything-$req.yaml" \
     "mcplane -> server-everything@$(ev_version) (streamable_http upstream, prefix never)" \
     --baseline "$REF_BASELINE"
   # Through mcplane nothing may fail that the reference server passes directly.
@@ -178,8 +197,9 @@ PY
   stop_bg "$EV_PID" || true
 }
 
-leg_fixture() {
-  local dir="$RAW_ROOT/fixture"; mkdir -p "$dir"
+leg_fixture() {  # leg_fixture [LEG REQ] (default: fixture, 2025-11-25)
+  local leg="${1:-fixture}" req="${2:-$LEGACY_REQ}"
+  local dir="$RAW_ROOT/$leg"; mkdir -p "$dir"
   [[ -x "$FIXTURE_BIN" ]] || die "$FIXTURE_BIN missing; run cargo build --bins"
   local args_yaml="[]"
   if [[ -n "${MCPLANE_FIXTURE_ARGS:-}" ]]; then
@@ -196,13 +216,17 @@ mcp:
       args: $args_yaml
 EOF
   start_mcplane "$dir" "$dir/mcplane.yaml"
-  run_suite fixture "$MP_URL/mcp" "$FIXTURE_BASELINE" \
+  run_suite "$leg" "$req" "$MP_URL/mcp" "conformance/fixture-$req.yaml" \
     "mcplane -> mcplane-fixture (stdio upstream, prefix never)"
-  stop_bg "$MP_PID" || { show_log "$dir/mcplane.log"; FAILED+=("fixture: mcplane shutdown left processes behind"); }
+  stop_bg "$MP_PID" || { show_log "$dir/mcplane.log"; FAILED+=("$leg: mcplane shutdown left processes behind"); }
 }
 
 for leg in "${legs[@]}"; do
-  "leg_$leg"
+  case "$leg" in
+    everything-2026) leg_everything everything-2026 "$MODERN_REQ" ;;
+    fixture-2026) leg_fixture fixture-2026 "$MODERN_REQ" ;;
+    *) "leg_$leg" ;;
+  esac
 done
 
 say "summary"
@@ -212,10 +236,10 @@ for leg in sys.argv[1:]:
     try:
         r = json.load(open(f"conformance/results/{leg}.json"))
     except OSError:
-        print(f"  {leg:<11} no result")
+        print(f"  {leg:<15} no result")
         continue
     t = r["totals"]
-    print(f"  {leg:<11} {t['passed']:>3} passed {t['failed']:>3} failed   scored scenarios passing "
+    print(f"  {leg:<15} {t['passed']:>3} passed {t['failed']:>3} failed   scored scenarios passing "
           f"{t['scored_scenarios_passed']}/{t['scored_scenarios']}   suite exit {r['suite_exit_code']}")
 PY
 if [[ ${#FAILED[@]} -gt 0 ]]; then
