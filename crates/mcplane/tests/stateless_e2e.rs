@@ -68,7 +68,7 @@ async fn rpc(gw: &Gateway, id: i64, method: &str, params: Value) -> Value {
             .filter_map(|l| l.strip_prefix("data:"))
             .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
             .filter(|m| m.get("id").is_some())
-            .last()
+            .next_back()
             .expect("a response on the stream")
     } else {
         serde_json::from_str(&text).unwrap()
