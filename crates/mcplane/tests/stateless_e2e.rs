@@ -67,8 +67,7 @@ async fn rpc(gw: &Gateway, id: i64, method: &str, params: Value) -> Value {
         text.lines()
             .filter_map(|l| l.strip_prefix("data:"))
             .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .filter(|m| m.get("id").is_some())
-            .next_back()
+            .rfind(|m| m.get("id").is_some())
             .expect("a response on the stream")
     } else {
         serde_json::from_str(&text).unwrap()
