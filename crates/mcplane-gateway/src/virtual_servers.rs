@@ -85,7 +85,7 @@ impl VirtualEndpoints {
     fn endpoint(&self, def: VirtualServerConfig) -> Arc<Endpoint> {
         let name = def.name.clone();
         let curated = Curated::new(self.gateway.clone(), def);
-        let server = Server::new(curated.clone());
+        let server = Server::with_options(curated.clone(), self.gateway.server_options());
         let router = crate::mcp_http::router(
             server.clone(),
             crate::mcp_http::McpHttpOptions {

@@ -675,3 +675,107 @@ async fn reload_swaps_virtual_servers_in_place_and_keeps_sessions() {
     let r = extra.request("tools/list", json!({})).await;
     assert!(r.response().get("result").is_some(), "{:?}", r.messages);
 }
+
+/// A stateless (2026-07-28) request with the headers a conforming client derives from it.
+fn modern(url: String, id: u64, method: &str, mut params: Value) -> reqwest::RequestBuilder {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "0"},
+    });
+    let name = params["name"]
+        .as_str()
+        .or(params["uri"].as_str())
+        .filter(|_| matches!(method, "tools/call" | "prompts/get" | "resources/read"))
+        .map(str::to_string);
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let mut req = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method)
+        .body(body.to_string());
+    if let Some(n) = name {
+        req = req.header("mcp-name", n);
+    }
+    req
+}
+
+async fn modern_json(url: String, id: u64, method: &str, params: Value) -> Value {
+    let r = modern(url, id, method, params).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn stateless_clients_get_the_curation_and_its_reloads() {
+    let config = |include: &str| {
+        format!(
+            "mcp:\n  servers:\n{}  virtual_servers:\n    support: {{ description: Desk, include: {include} }}\n",
+            demo_stdio("demo")
+        )
+    };
+    let gw = Gateway::start(&config("[demo/echo]"));
+    gw.wait_ready().await;
+    let url = gw.url("/mcp/support");
+
+    let d = modern_json(url.clone(), 1, "server/discover", json!({})).await;
+    let result = &d["result"];
+    assert_eq!(result["instructions"], "Desk", "{d}");
+    assert_eq!(result["capabilities"]["tools"]["listChanged"], true, "{d}");
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "mcplane/support",
+        "{d}"
+    );
+    let list = modern_json(url.clone(), 2, "tools/list", json!({})).await;
+    assert_eq!(
+        names(&list["result"], "tools", "name"),
+        ["demo__echo"],
+        "{list}"
+    );
+    let hidden = modern_json(
+        url.clone(),
+        3,
+        "tools/call",
+        json!({"name": "demo__add", "arguments": {"a": 1, "b": 1}}),
+    )
+    .await;
+    assert_eq!(hidden["error"]["code"], -32602, "{hidden}");
+    assert_eq!(
+        hidden["error"]["message"], "Unknown tool: demo__add",
+        "{hidden}"
+    );
+
+    // A listener hears the list change a reload makes.
+    let stream = modern(
+        url.clone(),
+        4,
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true}}),
+    )
+    .send()
+    .await
+    .unwrap();
+    let mut events = SseEvents::new(stream);
+    let ack: Value = serde_json::from_str(&events.next_data().await).unwrap();
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    assert_eq!(
+        ack["params"]["notifications"]["toolsListChanged"], true,
+        "{ack}"
+    );
+    rewrite(&gw, &config("[demo/echo, demo/add]"));
+    let change: Value = serde_json::from_str(&events.next_data().await).unwrap();
+    assert_eq!(
+        change["method"], "notifications/tools/list_changed",
+        "{change}"
+    );
+    let list = modern_json(url.clone(), 5, "tools/list", json!({})).await;
+    assert_eq!(
+        names(&list["result"], "tools", "name"),
+        ["demo__add", "demo__echo"],
+        "{list}"
+    );
+}

@@ -21,8 +21,8 @@ use super::Gateway;
 use super::apps::{UiMap, tool_ui_refs, uri_param};
 use super::catalog::{self, ListKind, Shape, View};
 use super::sources::SourceKey;
-use crate::jsonrpc::{RESOURCE_NOT_FOUND, RpcError};
-use crate::server::{RequestContext, Service, Session};
+use crate::jsonrpc::{Message, RESOURCE_NOT_FOUND, RpcError};
+use crate::server::{CacheHints, Listening, RequestContext, Service, Session};
 use crate::upstream::UpstreamState;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -31,6 +31,10 @@ use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::mpsc;
+
+/// Notifications buffered per `subscriptions/listen` stream of a virtual server.
+const LISTENER_CAPACITY: usize = 64;
 
 /// A curated view as built, and what it was built from.
 struct CachedView {
@@ -47,6 +51,9 @@ pub struct Curated {
     config: ArcSwap<VirtualServerConfig>,
     views: Mutex<HashMap<ListKind, CachedView>>,
     sessions: Mutex<HashMap<String, Weak<Session>>>,
+    /// 2026-07-28 `subscriptions/listen` streams: the list changes each asked for, and where
+    /// to send them (the stream ends when the gateway's stream under it does).
+    listeners: Mutex<Vec<(BTreeSet<&'static str>, mpsc::WeakSender<Value>)>>,
     epoch: AtomicU64,
 }
 
@@ -103,6 +110,15 @@ fn list_changed(kind: ListKind) -> &'static str {
     }
 }
 
+/// A virtual server's `Implementation`.
+fn identity(config: &VirtualServerConfig) -> Value {
+    json!({
+        "name": format!("mcplane/{}", config.name),
+        "title": format!("mcplane virtual server {}", config.name),
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
 /// The error for a name the virtual server does not show: the gateway's "unknown" error, and
 /// nothing that would tell whether some upstream has it.
 fn unknown(kind: ListKind, name: &str) -> RpcError {
@@ -143,6 +159,7 @@ impl Curated {
             config: ArcSwap::from_pointee(config),
             views: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            listeners: Mutex::new(Vec::new()),
             epoch: AtomicU64::new(1),
         })
     }
@@ -177,7 +194,38 @@ impl Curated {
                 session.notify(method, None);
             }
         }
+        if let Ok(mut listeners) = self.listeners.lock() {
+            listeners.retain(|(wanted, tx)| {
+                let Some(tx) = tx.upgrade() else {
+                    return false;
+                };
+                for method in changed.intersection(wanted) {
+                    let _ = tx.try_send(Message::notification(method, None).into_value());
+                }
+                true
+            });
+        }
         changed.into_iter().collect()
+    }
+
+    /// Presents a gateway `initialize`/`server/discover` result as this virtual server's.
+    fn present(&self, result: &mut Value) {
+        let config = self.config.load_full();
+        if let Some(caps) = result
+            .get_mut("capabilities")
+            .and_then(Value::as_object_mut)
+        {
+            // A reload can change what is listed, whatever the upstreams do.
+            for key in ["tools", "prompts", "resources"] {
+                if let Some(Value::Object(c)) = caps.get_mut(key) {
+                    c.insert("listChanged".into(), true.into());
+                }
+            }
+        }
+        result["serverInfo"] = identity(&config);
+        if let Some(d) = &config.description {
+            result["instructions"] = d.clone().into();
+        }
     }
 
     /// What each kind shows now (`None`: could not be listed).
@@ -416,27 +464,78 @@ impl Service for Curated {
         if let Ok(mut s) = self.sessions.lock() {
             s.insert(session.id().to_string(), Arc::downgrade(session));
         }
-        let config = self.config.load_full();
-        if let Some(caps) = result
-            .get_mut("capabilities")
-            .and_then(Value::as_object_mut)
-        {
-            // A reload can change what is listed, whatever the upstreams do.
-            for key in ["tools", "prompts", "resources"] {
-                if let Some(Value::Object(c)) = caps.get_mut(key) {
-                    c.insert("listChanged".into(), true.into());
+        self.present(&mut result);
+        Ok(result)
+    }
+
+    async fn discover(&self, session: &Arc<Session>) -> Result<Value, RpcError> {
+        let mut result = Service::discover(&*self.gateway, session).await?;
+        self.present(&mut result);
+        Ok(result)
+    }
+
+    fn server_info(&self) -> Value {
+        identity(&self.config.load_full())
+    }
+
+    fn cache_hints(&self, session: &Session, method: &str) -> Option<CacheHints> {
+        Service::cache_hints(&*self.gateway, session, method)
+    }
+
+    /// The gateway's listener, with resource subscriptions only for URIs this virtual server
+    /// shows, plus the list changes a reload of its definition causes.
+    async fn listen(&self, cx: &RequestContext, filter: &Value) -> Result<Listening, RpcError> {
+        let mut filter = filter.clone();
+        if let Some(Value::Array(uris)) = filter.get_mut("resourceSubscriptions") {
+            let mut shown = Vec::with_capacity(uris.len());
+            for uri in uris.iter() {
+                if let Some(u) = uri.as_str()
+                    && self.resolve_uri(u).await.is_ok()
+                {
+                    shown.push(uri.clone());
+                }
+            }
+            *uris = shown;
+        }
+        let mut inner = Service::listen(&*self.gateway, cx, &filter).await?;
+        let caps = Service::discover(&*self.gateway, &cx.session)
+            .await
+            .map(|d| d["capabilities"].clone())
+            .unwrap_or_default();
+        let mut wanted = BTreeSet::new();
+        for (field, cap, kind) in [
+            ("toolsListChanged", "tools", ListKind::Tools),
+            ("promptsListChanged", "prompts", ListKind::Prompts),
+            ("resourcesListChanged", "resources", ListKind::Resources),
+        ] {
+            if filter.get(field) == Some(&Value::Bool(true)) && caps.get(cap).is_some() {
+                wanted.insert(list_changed(kind));
+                if let Some(ack) = inner.acknowledged.as_object_mut() {
+                    ack.insert(field.into(), true.into());
                 }
             }
         }
-        result["serverInfo"] = json!({
-            "name": format!("mcplane/{}", config.name),
-            "title": format!("mcplane virtual server {}", config.name),
-            "version": env!("CARGO_PKG_VERSION"),
-        });
-        if let Some(d) = &config.description {
-            result["instructions"] = d.clone().into();
+        let (tx, rx) = mpsc::channel(LISTENER_CAPACITY);
+        if let Ok(mut listeners) = self.listeners.lock() {
+            listeners.retain(|(_, tx)| tx.upgrade().is_some());
+            listeners.push((wanted, tx.downgrade()));
         }
-        Ok(result)
+        // Forward the gateway's notifications; when its stream ends, this one does.
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    m = inner.notifications.recv() => match m {
+                        Some(m) => if tx.send(m).await.is_err() { return },
+                        None => return,
+                    },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Listening {
+            acknowledged: inner.acknowledged,
+            notifications: rx,
+        })
     }
 
     async fn request(
@@ -445,6 +544,15 @@ impl Service for Curated {
         method: &str,
         params: Option<Value>,
     ) -> Result<Value, RpcError> {
+        if cx.session.is_modern() {
+            // 2026-07-28: a method of a capability nobody serves does not exist (-32601).
+            let capability = method.split('/').next().unwrap_or_default();
+            if matches!(capability, "tools" | "prompts" | "resources")
+                && !self.gateway.serves(capability)
+            {
+                return Err(RpcError::method_not_found(method));
+            }
+        }
         match method {
             "tools/list" => self.list(ListKind::Tools, params.as_ref()).await,
             "prompts/list" => self.list(ListKind::Prompts, params.as_ref()).await,
@@ -457,6 +565,12 @@ impl Service for Curated {
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let (params, uri) = uri_param(method, params)?;
                 let (i, original, ui) = self.resolve_uri(&uri).await?;
+                if method == "resources/unsubscribe"
+                    && !cx.session.is_modern()
+                    && let Some(done) = self.gateway.unsubscribe_locally(&cx.session, Some(&params))
+                {
+                    return Ok(done);
+                }
                 self.gateway
                     .relay_resource(cx, method, params, &uri, (i, &original), &ui)
                     .await
