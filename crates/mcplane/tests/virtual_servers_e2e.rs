@@ -779,3 +779,34 @@ async fn stateless_clients_get_the_curation_and_its_reloads() {
         "{list}"
     );
 }
+
+#[tokio::test]
+async fn unprefixed_collisions_inside_a_virtual_server_are_reported() {
+    let gw = Gateway::start(&format!(
+        "mcp:\n  servers:\n{}{}  virtual_servers:\n    both: {{ prefix: never, include: ['*/echo', one/add] }}\n",
+        demo_stdio("one"),
+        demo_stdio("two")
+    ));
+    gw.wait_ready().await;
+    let mut c = Client::new(gw.url("/mcp/both"));
+    c.initialize().await;
+    assert_eq!(tool_names(&mut c).await, ["add", "echo"]);
+    let r = c
+        .ok(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": "first wins"}}),
+        )
+        .await;
+    assert_eq!(r["content"][0]["text"], "first wins");
+    let ready = gw.wait_ready().await;
+    let both = &ready["virtual_servers"][0];
+    assert_eq!(both["name"], "both", "{ready}");
+    assert_eq!(both["sessions"], 1, "{ready}");
+    let collisions = both["collisions"].as_array().unwrap();
+    assert_eq!(collisions.len(), 1, "{ready}");
+    let text = collisions[0].as_str().unwrap();
+    assert!(
+        text.contains("\"echo\"") && text.contains("server two") && text.contains("server one"),
+        "{text}"
+    );
+}
