@@ -47,13 +47,15 @@ pub use mcp::{
     UpstreamConfig, UpstreamSpec,
 };
 pub use models::{
-    Capability, ComplianceSpec, CostSpec, EndpointSpec, ModelSpec, PerformanceSpec, Provider,
+    Capability, ComplianceSpec, CostSpec, EndpointConfig, EndpointSpec, ModelConfig, ModelSpec,
+    PerformanceSpec, Provider,
 };
 pub use policy::{LogDetail, PolicyAction, PolicyActionsSpec, PolicySpec, PolicyThen, ShadowSpec};
 pub use reference::reference_markdown;
 pub use routing::{
-    AliasSpec, CircuitBreakerSpec, ModelTimeoutsSpec, RetrySpec, RouteStrategy, RoutingSpec,
-    RoutingWeightsSpec,
+    AliasConfig, AliasSpec, CircuitBreakerConfig, CircuitBreakerSpec, ModelTimeouts,
+    ModelTimeoutsSpec, RetryConfig, RetrySpec, RouteStrategy, RoutingConfig, RoutingSpec,
+    RoutingWeights, RoutingWeightsSpec,
 };
 pub use secret::SecretString;
 pub use server::{ServerConfig, ServerSpec};
@@ -82,6 +84,10 @@ pub struct Config {
     pub server: ServerConfig,
     /// The MCP gateway face.
     pub mcp: McpConfig,
+    /// The model registry (empty when `models` is absent).
+    pub models: Vec<ModelConfig>,
+    /// Model routing (defaults when `routing` is absent).
+    pub routing: RoutingConfig,
     /// Sections validated but not active yet (each reported as a [`Notice`]).
     pub pending: PendingSections,
 }
@@ -166,9 +172,9 @@ mod tests {
 
     #[test]
     fn inactive_sections_are_reported() {
-        let l = parse("models: []\nbudgets: []\n", &no_env).unwrap();
+        let l = parse("models: []\nbudgets: []\ncache: {}\n", &no_env).unwrap();
         let paths: Vec<_> = l.notices.iter().map(|n| n.path.as_str()).collect();
-        assert_eq!(paths, ["models", "budgets"]);
+        assert_eq!(paths, ["budgets", "cache"]);
     }
 
     #[test]

@@ -31,9 +31,9 @@ pub struct ConfigSpec {
     pub tenants: Option<TenantsSpec>,
     /// The MCP gateway face.
     pub mcp: Option<McpSpec>,
-    /// The model registry. Not active yet.
+    /// The model registry: the models `/v1/…` serves and the provider endpoints behind them.
     pub models: Option<Vec<ModelSpec>>,
-    /// Model routing weights, aliases, retries and circuit breaking. Not active yet.
+    /// Model routing: score weights, aliases, retries, circuit breaking, time limits.
     pub routing: Option<RoutingSpec>,
     /// Policy rules, evaluated for every operation of both faces. Not active yet.
     pub policies: Option<Vec<PolicySpec>>,
@@ -57,10 +57,6 @@ pub struct PendingSections {
     pub auth: Option<AuthSpec>,
     /// `tenants`.
     pub tenants: Option<TenantsSpec>,
-    /// `models`.
-    pub models: Option<Vec<ModelSpec>>,
-    /// `routing`.
-    pub routing: Option<RoutingSpec>,
     /// `policies`.
     pub policies: Option<Vec<PolicySpec>>,
     /// `budgets`.
@@ -115,6 +111,14 @@ impl ConfigSpec {
         } = self;
         let server = server.unwrap_or_default().lower()?;
         let mcp = mcp.unwrap_or_default().lower()?;
+        let mut notices = Vec::new();
+        let models = match models {
+            Some(m) => ModelSpec::lower_all(m, "models", &mut notices)?,
+            None => Vec::new(),
+        };
+        let routing = routing
+            .unwrap_or_default()
+            .lower("routing", &models, &mut notices)?;
 
         if let Some(s) = &store {
             s.validate("store")?;
@@ -124,12 +128,6 @@ impl ConfigSpec {
         }
         if let Some(t) = &tenants {
             t.validate("tenants")?;
-        }
-        if let Some(m) = &models {
-            ModelSpec::validate_all(m, "models")?;
-        }
-        if let Some(r) = &routing {
-            r.validate("routing")?;
         }
         if let Some(p) = &policies {
             PolicySpec::validate_all(p, "policies")?;
@@ -146,13 +144,11 @@ impl ConfigSpec {
         if let Some(a) = &audit {
             a.validate("audit")?;
         }
-        let mut notices = Vec::new();
+        let mut inactive_notices = Vec::new();
         let inactive = [
             ("store", store.is_some(), "persistence"),
             ("auth", auth.is_some(), "authentication"),
             ("tenants", tenants.is_some(), "tenancy"),
-            ("models", models.is_some(), "the model registry"),
-            ("routing", routing.is_some(), "model routing"),
             ("policies", policies.is_some(), "policy"),
             ("budgets", budgets.is_some(), "budgets"),
             ("cache", cache.is_some(), "caching"),
@@ -161,7 +157,7 @@ impl ConfigSpec {
         ];
         for (key, present, what) in inactive {
             if present {
-                notices.push(Notice {
+                inactive_notices.push(Notice {
                     path: key.into(),
                     message: format!(
                         "accepted but not active yet: this build of mcplane does not implement {what}"
@@ -169,6 +165,7 @@ impl ConfigSpec {
                 });
             }
         }
+        notices.splice(0..0, inactive_notices);
         for vs in &mcp.virtual_servers {
             for ((server, item), _) in vs.overrides.iter() {
                 if !vs.shows(server, item) {
@@ -182,12 +179,12 @@ impl ConfigSpec {
         let config = Config {
             server,
             mcp,
+            models,
+            routing,
             pending: PendingSections {
                 store,
                 auth,
                 tenants,
-                models,
-                routing,
                 policies,
                 budgets,
                 cache,

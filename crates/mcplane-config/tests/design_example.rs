@@ -28,13 +28,16 @@ fn design_example_parses() {
     assert_eq!(names, ["files", "github"]);
 
     let p = &c.pending;
-    let models = p.models.as_deref().unwrap();
+    let models = &c.models;
     assert_eq!(models[0].id, "gpt-4o");
-    let key = models[0].endpoints.as_ref().unwrap()[0]
-        .api_key
-        .as_ref()
-        .unwrap();
+    let key = models[0].endpoints[0].api_key.as_ref().unwrap();
     assert_eq!(key.expose(), "sk-test-openai");
+    assert_eq!(models[0].endpoints[0].upstream_model, "gpt-4o");
+    // `claude-sonnet` is not in the example's registry: the alias keeps the models that are.
+    assert_eq!(c.routing.aliases[0].name, "smart");
+    assert_eq!(c.routing.aliases[0].candidates, ["gpt-4o"]);
+    assert_eq!(c.routing.aliases[0].fallbacks, 2);
+    assert_eq!(c.routing.weights.performance, 0.4);
     assert!(
         !format!("{c:?}").contains("sk-test-openai"),
         "a secret leaked into Debug"
@@ -56,20 +59,24 @@ fn design_example_parses() {
             "store",
             "auth",
             "tenants",
-            "models",
-            "routing",
             "policies",
             "budgets",
             "cache",
             "guardrails",
             "audit",
+            "routing.aliases.smart.candidates[1]",
         ]
     );
+    let (inactive, rest) = loaded.notices.split_at(loaded.notices.len() - 1);
     assert!(
-        loaded
-            .notices
+        inactive
             .iter()
             .all(|n| n.message.contains("not active yet"))
+    );
+    assert!(
+        rest[0]
+            .message
+            .contains("\"claude-sonnet\" is not a model id")
     );
 }
 

@@ -409,6 +409,44 @@ fn values_are_validated_with_their_path() {
             "mcp.virtual_servers.a b",
             "[A-Za-z0-9_-]",
         ),
+        (MODEL, "models[0].endpoints", "at least one endpoint"),
+        (
+            "models:\n  - id: az\n    provider: azure_openai\n    endpoints: [{ url: 'https://x.openai.azure.com', api_key: k }]\n",
+            "models[0].endpoints[0].api_version",
+            "required for provider azure_openai",
+        ),
+        (
+            &format!("{MODEL}    endpoints: [{{ url: 'https://x/v1?key=abc' }}]\n"),
+            "models[0].endpoints[0].url",
+            "without ?query",
+        ),
+        (
+            "models:\n  - id: c\n    provider: anthropic\n    capabilities: [chat, embeddings]\n    endpoints: [{ url: 'https://x' }]\n",
+            "models[0].capabilities",
+            "no embeddings API",
+        ),
+        (
+            &format!(
+                "{MODEL}    endpoints: [{{ url: 'https://x/v1' }}]\nrouting: {{ aliases: {{ m: {{ candidates: [m] }} }} }}\n"
+            ),
+            "routing.aliases.m",
+            "already a model id",
+        ),
+        (
+            "routing: { weights: { performance: 0, cost: 0, availability: 0 } }",
+            "routing.weights",
+            "above 0",
+        ),
+        (
+            "routing: { retry: { initial_backoff: 10s, max_backoff: 1s } }",
+            "routing.retry.initial_backoff",
+            "max_backoff",
+        ),
+        (
+            "routing: { timeouts: { first_token: 0s } }",
+            "routing.timeouts.first_token",
+            "longer than 0",
+        ),
     ];
     for (yaml, path, expected) in cases {
         let (p, m) = err(yaml);
@@ -459,4 +497,55 @@ fn inactive_sections_parse_into_typed_specs_and_are_reported() {
     assert_eq!(b.alert_at.as_ref().unwrap().thresholds(), [0.5, 0.9]);
     let paths: Vec<_> = loaded.notices.iter().map(|n| n.path.as_str()).collect();
     assert_eq!(paths, ["tenants", "budgets"]);
+}
+
+#[test]
+fn model_registry_is_lowered_with_notices_for_what_cannot_work() {
+    let yaml = "models:
+  - id: gpt
+    provider: openai
+    capabilities: [tools, chat, tools]
+    compliance: { data_residency: [EU] }
+    endpoints: [{ url: 'https://api.example/v1/', api_key: '${KEY}' }]
+  - id: local
+    provider: openai_compatible
+    endpoints: [{ url: 'http://127.0.0.1:8000/v1', model: llama-3 }]
+  - id: claude
+    provider: anthropic
+    endpoints: [{ url: 'https://api.anthropic.com' }]
+routing:
+  data_residency: [EU]
+  aliases:
+    smart: { candidates: [gpt, nope, claude], fallbacks: 2 }
+";
+    let loaded = parse(yaml, &env).unwrap();
+    let c = &loaded.config;
+    let gpt = &c.models[0];
+    assert_eq!(
+        gpt.capabilities,
+        [
+            mcplane_config::Capability::Chat,
+            mcplane_config::Capability::Tools
+        ]
+    );
+    assert_eq!(gpt.endpoints[0].url, "https://api.example/v1");
+    assert_eq!(
+        gpt.compliance.data_residency.as_deref(),
+        Some(&["eu".to_string()][..])
+    );
+    assert_eq!(c.models[1].endpoints[0].upstream_model, "llama-3");
+    assert!(c.models[1].endpoints[0].api_key.is_none());
+    assert_eq!(c.routing.data_residency, ["eu"]);
+    assert_eq!(c.routing.aliases[0].candidates, ["gpt", "claude"]);
+    let paths: Vec<_> = loaded.notices.iter().map(|n| n.path.as_str()).collect();
+    // No key on the Anthropic endpoint (an OpenAI-compatible one may need none); the unknown
+    // candidate.
+    assert_eq!(
+        paths,
+        [
+            "models[2].endpoints[0].api_key",
+            "routing.aliases.smart.candidates[1]"
+        ]
+    );
+    assert!(!format!("{c:?}").contains("hunter2"));
 }
