@@ -9,13 +9,19 @@
 //! replies already in flight are written out (for at most the drain timeout), then the session
 //! closes and [`serve`] returns. Batches, where the protocol version allows them, are answered
 //! one response per line.
+//!
+//! A message whose `params._meta` names a protocol version (2026-07-28) is stateless: it goes to
+//! [`Server::dispatch_modern`] whatever the session's state, its reply shares the output, and
+//! `notifications/cancelled` naming it ends it (its response stream is dropped, which cancels the
+//! work; for `subscriptions/listen`, the subscription).
 
-use crate::jsonrpc::{self, Body, RpcError};
+use crate::jsonrpc::{self, Body, Kind, Message, RpcError};
 use crate::protocol;
-use crate::server::{Dispatch, Server, Session, StandaloneStream};
-use futures::stream::{BoxStream, SelectAll};
+use crate::server::{Dispatch, ModernDispatch, Server, Session, StandaloneStream};
+use futures::stream::{AbortHandle, Abortable, BoxStream, SelectAll};
 use futures::{StreamExt, stream};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +75,7 @@ where
         lines: LineReader::new(reader, options.max_line_bytes),
         writer,
         replies: SelectAll::new(),
+        stateless: HashMap::new(),
     };
     let outcome = conn.run(options.drain_timeout).await;
     server.close_session(session.id());
@@ -152,6 +159,15 @@ struct Connection<R, W> {
     lines: LineReader<R>,
     writer: W,
     replies: SelectAll<BoxStream<'static, Value>>,
+    /// Stateless (2026-07-28) requests in flight, by id: aborting one drops its response stream.
+    stateless: HashMap<String, AbortHandle>,
+}
+
+/// Whether a message speaks the stateless protocol (its `_meta` names a version).
+fn is_stateless(msg: &Message) -> bool {
+    msg.params()
+        .and_then(|p| p.get("_meta"))
+        .is_some_and(|m| m.get(protocol::meta::PROTOCOL_VERSION).is_some())
 }
 
 enum Event {
@@ -180,7 +196,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
                 m = standalone_next(&mut self.standalone) => m.map_or(Event::SessionClosed, Event::Out),
             };
             match event {
-                Event::Out(v) => self.write(&v).await?,
+                Event::Out(v) => {
+                    if v.get("method").is_none()
+                        && let Some(id) = v.get("id")
+                    {
+                        self.stateless.remove(&id.to_string());
+                    }
+                    self.write(&v).await?
+                }
                 Event::SessionClosed => return Ok(()),
                 Event::Line(line) => match line? {
                     Line::Eof => return self.drain(drain_timeout).await,
@@ -221,6 +244,24 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             return Ok(());
         }
         let items = match jsonrpc::parse_body(bytes) {
+            Ok(Body::Single(msg)) if is_stateless(&msg) => return self.stateless(msg).await,
+            Ok(Body::Single(msg))
+                if msg.method() == Some("notifications/cancelled")
+                    && msg
+                        .params()
+                        .and_then(|p| p.get("requestId"))
+                        .is_some_and(|id| self.stateless.contains_key(&id.to_string())) =>
+            {
+                let id = msg
+                    .params()
+                    .and_then(|p| p.get("requestId"))
+                    .map(Value::to_string)
+                    .unwrap_or_default();
+                if let Some(handle) = self.stateless.remove(&id) {
+                    handle.abort();
+                }
+                return Ok(());
+            }
             Ok(Body::Single(msg)) => vec![Ok(msg)],
             Ok(Body::Batch(items)) => {
                 let version = self.session.protocol_version();
@@ -246,6 +287,27 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Connection<R, W> {
             }
         }
         Ok(())
+    }
+
+    /// A message of a stateless (2026-07-28) client.
+    async fn stateless(&mut self, msg: Message) -> io::Result<()> {
+        let id = msg.id().cloned();
+        let request = msg.kind() == Kind::Request;
+        match self.server.dispatch_modern(msg, None).await {
+            ModernDispatch::Accepted => Ok(()),
+            ModernDispatch::Rejected { id, error } => {
+                self.write(&jsonrpc::error_value(id, &error)).await
+            }
+            ModernDispatch::Reply(rx) => {
+                let (handle, registration) = AbortHandle::new_pair();
+                if let (true, Some(id)) = (request, id) {
+                    self.stateless.insert(id.to_string(), handle);
+                }
+                self.replies
+                    .push(Abortable::new(channel_stream(rx), registration).boxed());
+                Ok(())
+            }
+        }
     }
 
     async fn write(&mut self, message: &Value) -> io::Result<()> {
@@ -289,9 +351,74 @@ mod tests {
                         .notify("notifications/message", Some(json!({"level": "info"})));
                     Ok(json!({"done": true}))
                 }
+                "hang" => {
+                    struct Flag;
+                    impl Drop for Flag {
+                        fn drop(&mut self) {
+                            HANG_DROPPED.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                    let _flag = Flag;
+                    std::future::pending::<()>().await;
+                    Ok(Value::Null)
+                }
                 m => Err(RpcError::method_not_found(m)),
             }
         }
+    }
+
+    static HANG_DROPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    #[tokio::test]
+    async fn stateless_requests_share_the_pipe_and_cancel_by_notification() {
+        let server = Server::new(Arc::new(Echo));
+        let (client, server_end) = tokio::io::duplex(64 * 1024);
+        let (sr, sw) = tokio::io::split(server_end);
+        let serving = tokio::spawn(serve(server.clone(), sr, sw));
+        let (cr, mut cw) = tokio::io::split(client);
+        let mut out = tokio::io::BufReader::new(cr).lines();
+        let meta = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+        let line = |id: i64, method: &str| {
+            format!(
+                "{}\n",
+                json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {"_meta": meta}})
+            )
+        };
+        cw.write_all(line(1, "server/discover").as_bytes())
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_str(&out.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(v["result"]["supportedVersions"][0], "2026-07-28", "{v}");
+        cw.write_all(line(2, "ping").as_bytes()).await.unwrap();
+        let v: Value = serde_json::from_str(&out.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(
+            (v["id"].clone(), v["error"]["code"].clone()),
+            (json!(2), json!(-32601))
+        );
+        cw.write_all(line(3, "hang").as_bytes()).await.unwrap();
+        let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 3}});
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cw.write_all(format!("{cancel}\n").as_bytes())
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !HANG_DROPPED.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the work was not cancelled"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cw.write_all(line(4, "echo").as_bytes()).await.unwrap();
+        let v: Value = serde_json::from_str(&out.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(v["id"], 4, "no answer for the cancelled request: {v}");
+        assert_eq!(v["result"]["resultType"], "complete");
+        cw.shutdown().await.unwrap();
+        drop(cw);
+        serving.await.unwrap().unwrap();
     }
 
     #[tokio::test]
