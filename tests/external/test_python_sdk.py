@@ -56,9 +56,13 @@ def text_of(result: Any) -> str:
 
 
 def test_initialize_merges_capabilities(stack):
+    """mode="auto" probes server/discover first: mcplane answers it, so the SDK stays on the
+    stateless 2026-07-28 protocol (every other test in this file without a mode runs that way,
+    in front of two session-based upstreams)."""
+
     async def go():
         async with client(stack.mcp_url) as c:
-            assert c.protocol_version == "2025-11-25"
+            assert c.protocol_version == "2026-07-28"
             caps = c.server_capabilities
             # both upstreams have tools, prompts, resources and completions
             assert caps.tools is not None
@@ -250,6 +254,7 @@ def test_legacy_initialize_mode(stack):
 
     async def go():
         async with client(stack.mcp_url, mode="legacy") as c:
+            assert c.protocol_version == "2025-11-25"
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "ping is removed as of 2026-07-28"
                 await c.send_ping()
