@@ -12,7 +12,8 @@
 //! - MRTR bridging details for a call relayed to a legacy upstream: the upstream's request id
 //!   becomes the `inputRequests` key (unless it names one with `_meta["dev.mcplane/inputKey"]`),
 //!   a request for a capability the client did not declare is refused toward the upstream with
-//!   `-32021`, and a call that then fails is reported to the client as that `-32021`.
+//!   `-32021`, and a call that then fails with a JSON-RPC error is reported to the client as that
+//!   `-32021` (an `isError` tool result is relayed as it is).
 
 use super::Gateway;
 use crate::jsonrpc::{MISSING_REQUIRED_CLIENT_CAPABILITY, Message, RpcError};
