@@ -354,3 +354,60 @@ async fn concurrent_clients_with_the_same_ids_get_their_own_answers() {
     });
     futures::future::join_all(runs).await;
 }
+
+#[tokio::test]
+async fn sessions_share_an_upstream_subscription_until_the_last_one_leaves() {
+    use mcplane_testkit::conformance::{WATCHED_URI, serve_conformance_fixture};
+    let (fixture_http, fixture) = serve_conformance_fixture("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let gw = Gateway::start(&format!(
+        "mcp:\n  naming: {{ prefix: never }}\n  servers:\n    fx:\n      transport: streamable_http\n      url: {}\n",
+        fixture_http.url()
+    ));
+    gw.wait_ready().await;
+    let (mut a, mut b) = (Client::new(gw.url("/mcp")), Client::new(gw.url("/mcp")));
+    a.initialize().await;
+    b.initialize().await;
+    a.ok("resources/subscribe", json!({"uri": WATCHED_URI}))
+        .await;
+    b.ok("resources/subscribe", json!({"uri": WATCHED_URI}))
+        .await;
+    // mcplane's one upstream session is subscribed.
+    assert_eq!(fixture.update_resource(WATCHED_URI), 1);
+    a.ok("resources/unsubscribe", json!({"uri": WATCHED_URI}))
+        .await;
+    assert_eq!(
+        fixture.update_resource(WATCHED_URI),
+        1,
+        "b still needs the subscription"
+    );
+    b.ok("resources/unsubscribe", json!({"uri": WATCHED_URI}))
+        .await;
+    assert_eq!(
+        fixture.update_resource(WATCHED_URI),
+        0,
+        "nobody needs it any more"
+    );
+
+    // A session that goes away releases its subscription too.
+    a.ok("resources/subscribe", json!({"uri": WATCHED_URI}))
+        .await;
+    assert_eq!(fixture.update_resource(WATCHED_URI), 1);
+    let r = a
+        .http
+        .delete(gw.url("/mcp"))
+        .header("mcp-session-id", a.session.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fixture.update_resource(WATCHED_URI) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream subscription outlived its last session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -222,12 +222,21 @@ impl Gateway {
         ui: &UiMap,
     ) -> Result<Value, RpcError> {
         params["uri"] = Value::String(original.to_string());
-        let mut result = self.relay(cx, i, method, params).await?;
         if method == "resources/read" {
+            let mut result = self.relay(cx, i, method, params).await?;
             ui.rewrite_contents(i, &mut result);
-        } else {
-            self.subscription(&cx.session, uri, method == "resources/subscribe");
+            return Ok(result);
         }
+        // Sessions share one upstream connection, so they share its subscription: only the
+        // first subscriber subscribes upstream and only the last one unsubscribes.
+        let subscribe = method == "resources/subscribe";
+        if self.shared_subscription(&cx.session, uri) {
+            self.subscription(&cx.session, uri, subscribe);
+            return Ok(json!({}));
+        }
+        let result = self.relay(cx, i, method, params).await?;
+        self.subscription(&cx.session, uri, subscribe);
+        self.subscribed_owner(uri, subscribe.then(|| (i, original.to_string())));
         Ok(result)
     }
 

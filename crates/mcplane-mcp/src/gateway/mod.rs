@@ -52,6 +52,9 @@ pub struct Gateway {
     sessions: Mutex<HashMap<String, Weak<Session>>>,
     inflight: Mutex<HashMap<usize, Vec<(u64, RelatedSink)>>>,
     subscriptions: modern::SessionSubscriptions,
+    /// The owner (upstream, its own URI) of each URI sessions are subscribed to, so the shared
+    /// upstream subscription can be dropped when the last session leaves.
+    subscribed: Mutex<HashMap<String, (usize, String)>>,
     next_seq: AtomicU64,
     /// Stateless (2026-07-28) clients: caching and `input_required` settings.
     stateless: StatelessConfig,
@@ -96,6 +99,7 @@ impl Gateway {
             sessions: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             subscriptions,
+            subscribed: Mutex::new(HashMap::new()),
             next_seq: AtomicU64::new(1),
             stateless: config.stateless,
             listeners: Arc::new(listeners),
@@ -657,6 +661,26 @@ impl Gateway {
         Ok(json!({}))
     }
 
+    /// Whether anyone but `session` (another session, a stateless listener) holds a
+    /// subscription to `uri`: the upstream subscription is shared, so it stays as it is.
+    pub(crate) fn shared_subscription(&self, session: &Session, uri: &str) -> bool {
+        let others = self.subscriptions.lock().is_ok_and(|s| {
+            s.get(uri)
+                .is_some_and(|set| set.iter().any(|id| id != session.id()))
+        });
+        others || self.listeners.wants(uri)
+    }
+
+    /// Remembers which upstream serves a subscribed URI (or forgets it).
+    pub(crate) fn subscribed_owner(&self, uri: &str, owner: Option<(usize, String)>) {
+        if let Ok(mut m) = self.subscribed.lock() {
+            match owner {
+                Some(o) => m.insert(uri.to_string(), o),
+                None => m.remove(uri),
+            };
+        }
+    }
+
     fn subscription(&self, session: &Session, uri: &str, subscribe: bool) {
         if let Ok(mut s) = self.subscriptions.lock() {
             let set = s.entry(uri.to_string()).or_default();
@@ -738,11 +762,33 @@ impl Service for Gateway {
         if let Ok(mut s) = self.sessions.lock() {
             s.remove(session.id());
         }
+        let mut orphaned = Vec::new();
         if let Ok(mut subs) = self.subscriptions.lock() {
-            subs.retain(|_, set| {
-                set.remove(session.id());
+            subs.retain(|uri, set| {
+                let was = set.remove(session.id());
+                if was && set.is_empty() {
+                    orphaned.push(uri.clone());
+                }
                 !set.is_empty()
             });
+        }
+        for uri in orphaned {
+            if self.listeners.wants(&uri) {
+                continue;
+            }
+            let owner = self.subscribed.lock().ok().and_then(|mut m| m.remove(&uri));
+            if let Some((i, original)) = owner {
+                let up = self.upstreams[i].clone();
+                tokio::spawn(async move {
+                    let params = json!({"uri": original});
+                    if let Err(e) = up
+                        .request("resources/unsubscribe", Some(params), None)
+                        .await
+                    {
+                        tracing::debug!(server = up.name(), error = %e, "resources/unsubscribe failed");
+                    }
+                });
+            }
         }
     }
 }
