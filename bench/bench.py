@@ -14,7 +14,8 @@ For each upstream (the fast Rust `mcplane demo-server`, the reference TypeScript
 
 and drives each with wrk + bench/mcp_call.lua (sessions opened here beforehand, a unique JSON-RPC
 id per request): saturation throughput (-t2 -c32), latency at concurrency 1 (-t1 -c1, back to
-back), and latency at concurrency 1 with 1 ms think time between calls ("paced"). Paths are
+back), and latency at concurrency 1 with 1 ms think time between calls ("paced"). Every path
+gets fresh processes (upstream and gateway) for each round, then a warm-up. Paths are
 interleaved in rounds and the median round is reported. Then it measures memory per idle
 downstream session (RSS before/after opening N sessions) on fresh gateway instances.
 
@@ -111,7 +112,7 @@ PROCS: list[Proc] = []
 
 
 def start(name: str, argv: list[str], env: dict | None = None, cwd: Path | None = None) -> Proc:
-    logf = open(LOGS / f"{name}.log", "wb")
+    logf = open(LOGS / f"{name}.log", "ab")
     full_env = dict(os.environ)
     full_env.update(env or {})
     p = subprocess.Popen(
@@ -398,36 +399,43 @@ def start_contextforge(name: str, upstream_url: str) -> tuple[Proc, int, str, st
     return proc, port, token, echo[0]
 
 
-def setup_paths(up: Upstream) -> tuple[list[Path_], Proc]:
+PATH_KEYS = ["direct", "direct-1s", "mcplane", "contextforge", "mcplane-stdio", "mcp-proxy"]
+
+
+def start_path(up: Upstream, key: str) -> Path_:
+    """Starts fresh processes for one path: the upstream (HTTP, or as a stdio child) and the
+    gateway in front of it. Fresh every time because the reference server keeps every event of
+    every session in memory for resumability (an unbounded map), so a long-lived upstream gets
+    slower with every call it has served and earlier paths would tax later ones."""
+    if key in ("mcplane-stdio", "mcp-proxy"):
+        if key == "mcplane-stdio":
+            proc, p = start_mcplane(f"{up.key}-{key}", {"transport": "stdio", "command": up.stdio_argv[0],
+                                                        "args": up.stdio_argv[1:]})
+            title = "mcplane"
+        else:
+            proc, p = start_mcp_proxy(f"{up.key}-{key}", up.stdio_argv)
+            title = "mcp-proxy"
+        kids = proc.children()
+        return Path_(key, title, "stdio", p, tool=up.tool, gateway=proc,
+                     upstream_pid=kids[0] if kids else None, procs=[proc])
     port = free_port()
-    upstream = start(f"{up.key}-upstream", up.http_argv(port), env=up.http_env(port))
+    upstream = start(f"{up.key}-upstream-for-{key}", up.http_argv(port), env=up.http_env(port))
     wait_until(f"{up.key} upstream", lambda: tcp_open(port), 60, upstream)
     url = f"http://127.0.0.1:{port}/mcp"
-    paths = [Path_("direct", "direct", "—", port, upstream_pid=upstream.pid),
-             Path_("direct-1s", "direct, one session", "—", port, upstream_pid=upstream.pid)]
-
-    if "mcplane" not in SKIP_PATHS:
-        proc, p = start_mcplane(f"{up.key}-mcplane", {"transport": "streamable_http", "url": url})
-        paths.append(Path_("mcplane", "mcplane", "HTTP", p, gateway=proc, upstream_pid=upstream.pid, procs=[proc]))
-    if "contextforge" not in SKIP_PATHS:
-        proc, p, token, tool = start_contextforge(f"{up.key}-contextforge", url)
-        paths.append(Path_("contextforge", "ContextForge", "HTTP", p, auth=f"Bearer {token}", tool=tool,
-                           gateway=proc, upstream_pid=upstream.pid, procs=[proc]))
-    if "mcplane-stdio" not in SKIP_PATHS:
-        proc, p = start_mcplane(f"{up.key}-mcplane-stdio", {"transport": "stdio", "command": up.stdio_argv[0],
-                                                            "args": up.stdio_argv[1:]})
-        kids = proc.children()
-        paths.append(Path_("mcplane-stdio", "mcplane", "stdio", p, gateway=proc,
-                           upstream_pid=kids[0] if kids else None, procs=[proc]))
-    if "mcp-proxy" not in SKIP_PATHS:
-        proc, p = start_mcp_proxy(f"{up.key}-mcp-proxy", up.stdio_argv)
-        kids = proc.children()
-        paths.append(Path_("mcp-proxy", "mcp-proxy", "stdio", p, gateway=proc,
-                           upstream_pid=kids[0] if kids else None, procs=[proc]))
-    for p in paths:
-        if p.key != "contextforge":
-            p.tool = up.tool
-    return paths, upstream
+    if key == "direct":
+        return Path_(key, "direct", "—", port, tool=up.tool, upstream_pid=upstream.pid, procs=[upstream])
+    if key == "direct-1s":
+        return Path_(key, "direct, one session", "—", port, tool=up.tool, upstream_pid=upstream.pid,
+                     procs=[upstream])
+    if key == "mcplane":
+        proc, p = start_mcplane(f"{up.key}-{key}", {"transport": "streamable_http", "url": url})
+        return Path_(key, "mcplane", "HTTP", p, tool=up.tool, gateway=proc, upstream_pid=upstream.pid,
+                     procs=[proc, upstream])
+    if key == "contextforge":
+        proc, p, token, tool = start_contextforge(f"{up.key}-{key}", url)
+        return Path_(key, "ContextForge", "HTTP", p, auth=f"Bearer {token}", tool=tool, gateway=proc,
+                     upstream_pid=upstream.pid, procs=[proc, upstream])
+    raise ValueError(key)
 
 
 def open_sessions(path: Path_, n: int) -> list[str]:
@@ -524,39 +532,39 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def bench_upstream(up: Upstream) -> dict:
-    log(f"== {up.title}: starting upstream and gateways (load {load1():.2f})")
-    paths, upstream = setup_paths(up)
-    try:
-        for p in paths:
-            p.sessions = open_sessions(p, 1 if p.key == "direct-1s" else CONNECTIONS)
-            sanity_call(up, p)
-        log(f"   paths ready: {', '.join(f'{p.key}:{p.port}' for p in paths)}; warm-up {WARMUP}s each")
-        for p in paths:
-            if WARMUP > 0:
-                run_wrk(up, p, "sat", "warmup", WARMUP)
-        runs: dict[str, dict[str, list]] = {p.key: {"sat": [], "c1": [], "paced": []} for p in paths}
-        for rnd in range(1, ROUNDS + 1):
-            log(f"-- round {rnd}/{ROUNDS} (load {load1():.2f})")
-            # alternate the order so no path always runs right after the same neighbour
-            order = paths if rnd % 2 else list(reversed(paths))
-            for p in order:
-                runs[p.key]["sat"].append(run_wrk(up, p, "sat", f"r{rnd}", DURATION))
-                runs[p.key]["c1"].append(run_wrk(up, p, "c1", f"r{rnd}", DURATION))
+    keys = [k for k in PATH_KEYS if k not in SKIP_PATHS]
+    log(f"== {up.title} (load {load1():.2f}); paths: {', '.join(keys)}")
+    runs: dict[str, dict[str, list]] = {k: {"sat": [], "c1": [], "paced": []} for k in keys}
+    meta: dict[str, Path_] = {}
+    for rnd in range(1, ROUNDS + 1):
+        log(f"-- round {rnd}/{ROUNDS} (load {load1():.2f})")
+        # alternate the order so no path always runs right after the same neighbour
+        for key in (keys if rnd % 2 else list(reversed(keys))):
+            path = start_path(up, key)
+            try:
+                path.sessions = open_sessions(path, 1 if key == "direct-1s" else CONNECTIONS)
+                sanity_call(up, path)
+                if WARMUP > 0:
+                    run_wrk(up, path, "sat", f"r{rnd}-warmup", WARMUP)
+                runs[key]["sat"].append(run_wrk(up, path, "sat", f"r{rnd}", DURATION))
+                runs[key]["c1"].append(run_wrk(up, path, "c1", f"r{rnd}", DURATION))
                 if PACED_DURATION > 0:
-                    runs[p.key]["paced"].append(run_wrk(up, p, "paced", f"r{rnd}", PACED_DURATION))
-        result = {"upstream": up.key, "title": up.title, "paths": []}
-        for p in paths:
-            entry = {"key": p.key, "title": p.title, "leg": p.leg, "tool": p.tool,
-                     "sat": summarize(runs[p.key]["sat"]), "c1": summarize(runs[p.key]["c1"])}
-            if runs[p.key]["paced"]:
-                entry["paced"] = summarize(runs[p.key]["paced"])
-            result["paths"].append(entry)
-        return result
-    finally:
-        for p in paths:
-            for proc in p.procs:
-                stop(proc)
-        stop(upstream)
+                    runs[key]["paced"].append(run_wrk(up, path, "paced", f"r{rnd}", PACED_DURATION))
+                meta[key] = path
+            finally:
+                for proc in path.procs:
+                    stop(proc)
+    loads = [r["load1_before"] for k in keys for kind in runs[k].values() for r in kind]
+    result = {"upstream": up.key, "title": up.title, "paths": [],
+              "load1_during": [min(loads), statistics.median(loads), max(loads)]}
+    for key in keys:
+        p = meta[key]
+        entry = {"key": key, "title": p.title, "leg": p.leg, "tool": p.tool,
+                 "sat": summarize(runs[key]["sat"]), "c1": summarize(runs[key]["c1"])}
+        if runs[key]["paced"]:
+            entry["paced"] = summarize(runs[key]["paced"])
+        result["paths"].append(entry)
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -629,7 +637,9 @@ def tables(results: dict) -> str:
         lines.append(f"Saturation: wrk -t{THREADS} -c{CONNECTIONS}; c=1: wrk -t1 -c1 back to back; "
                      f"paced: wrk -t1 -c1 with {PACED_DELAY_MS} ms between calls. Medians of {ROUNDS} rounds. "
                      "Baseline for ratios and \"added\" = the better of the two direct rows (highest req/s, lowest p50, lowest p99); "
-                     "CPU = process CPU time per call during saturation.\n")
+                     "CPU = process CPU time per call during saturation. 1-minute load average before each "
+                     f"wrk run: min {block['load1_during'][0]:.2f}, median {block['load1_during'][1]:.2f}, "
+                     f"max {block['load1_during'][2]:.2f}.\n")
         lines.append(f"| path | upstream leg | req/s (c={CONNECTIONS}) | × direct | p50 c=1 ms | p99 c=1 ms | added p50 ms | added p99 ms "
                      "| paced p50 / p99 ms | gateway CPU µs/call | upstream CPU µs/call | errors |")
         lines.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
