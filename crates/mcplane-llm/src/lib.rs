@@ -1,5 +1,6 @@
-//! LLM wire for mcplane: the OpenAI, Anthropic and Gemini formats, translation between them,
-//! SSE, usage and cost. Pure: no IO, no HTTP.
+//! LLM face of mcplane: the OpenAI, Anthropic and Gemini formats, translation between them,
+//! SSE, usage and cost (pure: no IO), and on top of them the model control plane — registry,
+//! router, live health, provider adapters and the dispatcher (which does the HTTP).
 //!
 //! ## Shape
 //!
@@ -32,19 +33,35 @@
 //!   without usage.
 //! - [`error`]: [`LlmError`], its [`mcplane_types::ErrorKind`], and per-format error bodies.
 //!
+//! The control plane (these modules do IO or keep state):
+//!
+//! - [`registry`]: models (capabilities, prices, performance, residency, endpoints) and aliases
+//!   from the validated config.
+//! - [`router`]: eligibility, scoring and the alias strategies → an ordered plan with a reason.
+//! - [`health`]: latency and error-rate EWMAs and a circuit breaker per endpoint.
+//! - [`provider`]: URLs, auth headers and request encoding per provider.
+//! - [`dispatch`]: the [`dispatch::Dispatcher`] — retries, fallback, timeouts, streaming with
+//!   terminal error events, cancellation — and [`accounting`]: one request record per call.
+//!
 //! Errors from decoding a client's request name the offending field
 //! (`messages[2].content: expected a string or an array of content parts, got a number`).
 
+pub mod accounting;
 pub mod anthropic;
 pub mod chat;
 pub mod codec;
 pub mod cost;
+pub mod dispatch;
 pub mod embeddings;
 pub mod error;
 mod format;
 pub mod gemini;
+pub mod health;
 mod json;
 pub mod openai;
+pub mod provider;
+pub mod registry;
+pub mod router;
 pub mod sse;
 pub mod stream;
 pub mod tokens;
