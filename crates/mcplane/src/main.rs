@@ -49,6 +49,24 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// The model registry.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Print the registry's models and aliases from a config file (no secrets).
+    List {
+        /// Config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +85,9 @@ fn main() -> ExitCode {
             Command::Check { config } => check(&config),
             Command::Stdio { config } => runtime::stdio(config.as_deref()).await,
             Command::DemoServer { listen } => runtime::demo_server(listen).await,
+            Command::Models {
+                command: ModelsCommand::List { config, json },
+            } => models_list(config.as_deref(), json),
         }
     });
     match outcome {
@@ -86,10 +107,12 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             }
             let c = &loaded.config;
             eprintln!(
-                "{}: OK ({} MCP server(s), {} virtual server(s); listen {})",
+                "{}: OK ({} MCP server(s), {} virtual server(s), {} model(s), {} alias(es); listen {})",
                 path.display(),
                 c.mcp.servers.len(),
                 c.mcp.virtual_servers.len(),
+                c.models.len(),
+                c.routing.aliases.len(),
                 c.server.listen
             );
             Ok(ExitCode::SUCCESS)
@@ -99,4 +122,193 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// `mcplane models list`: the registry as a table (or JSON) on stdout. Keys are shown only as
+/// set or not.
+fn models_list(path: Option<&std::path::Path>, json: bool) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let loaded = match path {
+        Some(p) => match mcplane_config::load(p) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{}: {e}", p.display());
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => mcplane_config::parse("", &|_| None)?,
+    };
+    let c = &loaded.config;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let models: Vec<serde_json::Value> = c
+            .models
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "id": m.id,
+                    "name": m.name,
+                    "provider": m.provider.as_str(),
+                    "capabilities": m.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                    "cost": m.cost.as_ref().map(|c| serde_json::json!({"input_per_1k": c.input_per_1k, "output_per_1k": c.output_per_1k})),
+                    "performance": m.performance,
+                    "compliance": m.compliance,
+                    "endpoints": m.endpoints.iter().map(|e| serde_json::json!({
+                        "region": e.region,
+                        "url": e.url,
+                        "model": e.upstream_model,
+                        "deployment": (m.provider == mcplane_config::Provider::AzureOpenai).then_some(&e.deployment),
+                        "api_version": e.api_version,
+                        "api_key": if e.api_key.is_some() { "set" } else { "none" },
+                        "headers": e.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let aliases: Vec<serde_json::Value> = c
+            .routing
+            .aliases
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "name": a.name,
+                    "strategy": a.strategy,
+                    "candidates": a.candidates,
+                    "fallbacks": a.fallbacks,
+                    "split": a.split.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                    "quality_threshold": a.quality_threshold,
+                })
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"models": models, "aliases": aliases})
+            )?
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if c.models.is_empty() {
+        writeln!(out, "no models configured (add a `models:` section)")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dash = || "-".to_string();
+    let mut rows = vec![[
+        "ID".to_string(),
+        "PROVIDER".into(),
+        "CAPABILITIES".into(),
+        "$IN/1K".into(),
+        "$OUT/1K".into(),
+        "CONTEXT".into(),
+        "P95 MS".into(),
+        "QUALITY".into(),
+        "RESIDENCY".into(),
+        "ENDPOINTS".into(),
+    ]];
+    for m in &c.models {
+        let endpoints = m
+            .endpoints
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}{} (model {}, key {})",
+                    e.region
+                        .as_ref()
+                        .map(|r| format!("{r}: "))
+                        .unwrap_or_default(),
+                    e.url,
+                    e.upstream_model,
+                    if e.api_key.is_some() { "set" } else { "none" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" | ");
+        rows.push([
+            m.id.clone(),
+            m.provider.as_str().into(),
+            m.capabilities
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            m.cost
+                .as_ref()
+                .map_or_else(dash, |c| c.input_per_1k.to_string()),
+            m.cost
+                .as_ref()
+                .map_or_else(dash, |c| c.output_per_1k.to_string()),
+            m.performance
+                .max_tokens
+                .map_or_else(dash, |v| v.to_string()),
+            m.performance
+                .latency_p95_ms
+                .map_or_else(dash, |v| v.to_string()),
+            m.performance.quality.map_or_else(dash, |v| v.to_string()),
+            m.compliance
+                .data_residency
+                .as_ref()
+                .map_or_else(dash, |r| r.join(",")),
+            endpoints,
+        ]);
+    }
+    print_table(&mut out, &rows)?;
+    if !c.routing.aliases.is_empty() {
+        writeln!(out)?;
+        let mut rows = vec![[
+            "ALIAS".to_string(),
+            "STRATEGY".into(),
+            "CANDIDATES".into(),
+            "FALLBACKS".into(),
+            "DETAIL".into(),
+        ]];
+        for a in &c.routing.aliases {
+            let strategy = serde_json::to_value(a.strategy)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let detail = match (&a.split[..], a.quality_threshold) {
+                ([], Some(q)) => format!("quality >= {q}"),
+                ([], None) => String::new(),
+                (split, _) => split
+                    .iter()
+                    .map(|(m, s)| format!("{m}={s}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            rows.push([
+                a.name.clone(),
+                strategy,
+                a.candidates.join(","),
+                a.fallbacks.to_string(),
+                detail,
+            ]);
+        }
+        print_table(&mut out, &rows)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table<const N: usize>(
+    out: &mut impl std::io::Write,
+    rows: &[[String; N]],
+) -> std::io::Result<()> {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use mcplane_config::{Config, Loaded};
 use mcplane_gateway::virtual_servers::VirtualEndpoints;
+use mcplane_llm::dispatch::Dispatcher;
 use mcplane_mcp::gateway::Gateway;
 use mcplane_mcp::server::Server;
 use mcplane_mcp::upstream::{self, Upstream};
@@ -149,6 +150,10 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
     if let Some(l) = listen {
         config.server.listen = l;
     }
+    // The model face: registry, router and provider adapters (a restart applies changes to
+    // `models` and `routing`).
+    let llm = Dispatcher::new(&config.models, &config.routing, None)
+        .context("cannot start the model face")?;
     let running = start(config);
     if let Some(p) = path {
         let reloader = Reloader::new(
@@ -159,8 +164,12 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
         );
         running.tasks.spawn(reloader.run(running.shutdown.clone()));
     }
+    if !running.config.models.is_empty() {
+        running.tasks.spawn_blocking(mcplane_llm::tokens::warm_up);
+    }
     let gateway = running.gateway.clone();
     let virtual_servers = running.virtual_servers.clone();
+    let models = llm.clone();
     let health = axum::Router::new()
         .route(
             "/healthz",
@@ -171,9 +180,11 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
             get(move || {
                 let gateway = gateway.clone();
                 let virtual_servers = virtual_servers.clone();
+                let models = models.clone();
                 async move {
                     let mut detail = gateway.status().await;
                     detail["virtual_servers"] = virtual_servers.status().await;
+                    detail["models"] = models.status();
                     let code = if gateway.ready() {
                         StatusCode::OK
                     } else {
@@ -183,13 +194,17 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
                 }
             }),
         )
-        .merge(running.virtual_servers.router());
+        .merge(running.virtual_servers.router())
+        .merge(mcplane_gateway::llm_http::router(
+            llm.clone(),
+            running.config.server.max_body_bytes,
+        ));
     let app = mcplane_gateway::http::app(running.server.clone(), &running.config.server, health);
     let listener = tokio::net::TcpListener::bind(running.config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", running.config.server.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, virtual_servers = ?running.virtual_servers.names(), "mcplane listening (MCP at /mcp, virtual servers at /mcp/NAME)");
+    tracing::info!(%addr, virtual_servers = ?running.virtual_servers.names(), models = llm.registry().models().len(), "mcplane listening (MCP at /mcp, virtual servers at /mcp/NAME, models at /v1)");
     let stop = CancellationToken::new();
     let stop_on_signal = stop.clone();
     tokio::spawn(async move {
