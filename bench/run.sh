@@ -12,7 +12,10 @@
 # BENCH_SKIP (comma list of: mcplane, contextforge, mcplane-stdio, mcp-proxy),
 # BENCH_MAX_BUSY (10 %), BENCH_QUIET_TRIES (10), BENCH_QUIET_INTERVAL (30 s): before measuring,
 # wait until the CPUs are nearly idle (the machine is shared; other builds make noise), then run
-# anyway after the last try; the load is recorded either way.
+# anyway after the last try; the load is recorded either way. Then, before each path:
+# BENCH_GATE_BUSY (10 %), BENCH_GATE_MAX_WAIT (90 s) wait for idle CPUs again; and a path whose
+# saturation or c=1 run saw other processes use more than BENCH_MAX_FOREIGN (15) % of the
+# machine is measured again, up to BENCH_MAX_ATTEMPTS (3) times.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
