@@ -195,20 +195,6 @@ impl Gateway {
         Ok((self.owner_by_uri(uri).await?, uri.to_string()))
     }
 
-    /// `resources/read`, `resources/subscribe` and `resources/unsubscribe` on the full catalogue.
-    pub(crate) async fn resource_request(
-        &self,
-        cx: &RequestContext,
-        method: &str,
-        params: Option<Value>,
-    ) -> Result<Value, RpcError> {
-        let (params, uri) = uri_param(method, params)?;
-        let (i, original) = self.resolve_uri(&uri).await?;
-        let ui = self.view(ListKind::Resources).await?.ui.clone();
-        self.relay_resource(cx, method, params, &uri, (i, &original), &ui)
-            .await
-    }
-
     /// Relays a `resources/*` request for `uri` (as the client knows it) to its owner under the
     /// owner's URI; read contents get the client's `ui://` URIs back, and subscriptions are
     /// recorded under the client's URI.

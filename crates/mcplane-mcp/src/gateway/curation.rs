@@ -20,8 +20,9 @@
 use super::Gateway;
 use super::apps::{UiMap, tool_ui_refs, uri_param};
 use super::catalog::{self, ListKind, Shape, View};
+use super::methods::{self, Catalogue, not_found, unknown};
 use super::sources::SourceKey;
-use crate::jsonrpc::{Message, RESOURCE_NOT_FOUND, RpcError};
+use crate::jsonrpc::{Message, RpcError};
 use crate::server::{CacheHints, Listening, RequestContext, Service, Session};
 use crate::upstream::UpstreamState;
 use arc_swap::ArcSwap;
@@ -117,22 +118,6 @@ fn identity(config: &VirtualServerConfig) -> Value {
         "title": format!("mcplane virtual server {}", config.name),
         "version": env!("CARGO_PKG_VERSION"),
     })
-}
-
-/// The error for a name the virtual server does not show: the gateway's "unknown" error, and
-/// nothing that would tell whether some upstream has it.
-fn unknown(kind: ListKind, name: &str) -> RpcError {
-    let what = if kind == ListKind::Tools {
-        "tool"
-    } else {
-        "prompt"
-    };
-    RpcError::invalid_params(format!("Unknown {what}: {name}"))
-}
-
-fn not_found(uri: &str) -> RpcError {
-    RpcError::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
-        .with_data(json!({"uri": uri}))
 }
 
 /// `(upstream, original URI)` of every `ui://` URI the tools of `tools` reference.
@@ -323,34 +308,6 @@ impl Curated {
         Ok(view)
     }
 
-    async fn list(&self, kind: ListKind, params: Option<&Value>) -> Result<Value, RpcError> {
-        let cursor = params.and_then(|p| p.get("cursor")).and_then(Value::as_str);
-        self.view(kind).await?.page(kind, cursor)
-    }
-
-    async fn call_named(
-        &self,
-        cx: &RequestContext,
-        kind: ListKind,
-        method: &str,
-        params: Option<Value>,
-    ) -> Result<Value, RpcError> {
-        let mut params = params.unwrap_or_else(|| json!({}));
-        let name = params
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::invalid_params(format!("{method} needs params.name")))?
-            .to_string();
-        let view = self.view(kind).await?;
-        let Some((i, original)) = view.owners.get(&name).cloned() else {
-            return Err(unknown(kind, &name));
-        };
-        params["name"] = original.into();
-        let mut result = self.gateway.relay(cx, i, method, params).await?;
-        view.ui.rewrite_item(i, &mut result);
-        Ok(result)
-    }
-
     /// The owner of a URI this virtual server shows, the owner's URI for it, and the `ui://` map
     /// in force: a listed resource, a `ui://` app of a shown tool, a URI matching a shown
     /// template (and not excluded), or a URI the include patterns name on the one upstream
@@ -405,54 +362,51 @@ impl Curated {
             _ => Err(not_found(uri)),
         }
     }
+}
 
-    async fn complete(
+/// Names and URIs resolve in the curated views only: a name not shown is unknown, whoever has it.
+#[async_trait]
+impl Catalogue for Curated {
+    fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    async fn view(&self, kind: ListKind) -> Result<Arc<View>, RpcError> {
+        Curated::view(self, kind).await
+    }
+
+    fn owner(&self, kind: ListKind, view: &View, name: &str) -> Result<(usize, String), RpcError> {
+        view.owners
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown(kind, name))
+    }
+
+    async fn completion_owner(&self, uri: &str) -> Result<(usize, String), RpcError> {
+        let templates = Curated::view(self, ListKind::Templates).await?;
+        if let Some(found) = templates.owners.get(uri) {
+            return Ok(found.clone());
+        }
+        let (i, original, _) = self.resolve_uri(uri).await?;
+        Ok((i, original))
+    }
+
+    async fn resource_request(
         &self,
         cx: &RequestContext,
+        method: &str,
         params: Option<Value>,
     ) -> Result<Value, RpcError> {
-        let mut params = params.unwrap_or_else(|| json!({}));
-        let reference = params.get("ref").cloned().unwrap_or(Value::Null);
-        let field = |key: &str| {
-            reference
-                .get(key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let i = match reference.get("type").and_then(Value::as_str) {
-            Some("ref/prompt") => {
-                let name = field("name");
-                let view = self.view(ListKind::Prompts).await?;
-                let (i, original) = view
-                    .owners
-                    .get(&name)
-                    .cloned()
-                    .ok_or_else(|| unknown(ListKind::Prompts, &name))?;
-                params["ref"]["name"] = original.into();
-                i
-            }
-            Some("ref/resource") => {
-                let uri = field("uri");
-                let templates = self.view(ListKind::Templates).await?;
-                let (i, original) = match templates.owners.get(&uri) {
-                    Some(found) => found.clone(),
-                    None => {
-                        let (i, original, _) = self.resolve_uri(&uri).await?;
-                        (i, original)
-                    }
-                };
-                params["ref"]["uri"] = original.into();
-                i
-            }
-            _ => {
-                return Err(RpcError::invalid_params(
-                    "completion/complete needs ref.type \"ref/prompt\" or \"ref/resource\"",
-                ));
-            }
-        };
+        let (params, uri) = uri_param(method, params)?;
+        let (i, original, ui) = self.resolve_uri(&uri).await?;
+        if method == "resources/unsubscribe"
+            && !cx.session.is_modern()
+            && let Some(done) = self.gateway.unsubscribe_locally(&cx.session, Some(&params))
+        {
+            return Ok(done);
+        }
         self.gateway
-            .relay(cx, i, "completion/complete", params)
+            .relay_resource(cx, method, params, &uri, (i, &original), &ui)
             .await
     }
 }
@@ -544,40 +498,7 @@ impl Service for Curated {
         method: &str,
         params: Option<Value>,
     ) -> Result<Value, RpcError> {
-        if cx.session.is_modern() {
-            // 2026-07-28: a method of a capability nobody serves does not exist (-32601).
-            let capability = method.split('/').next().unwrap_or_default();
-            if matches!(capability, "tools" | "prompts" | "resources")
-                && !self.gateway.serves(capability)
-            {
-                return Err(RpcError::method_not_found(method));
-            }
-        }
-        match method {
-            "tools/list" => self.list(ListKind::Tools, params.as_ref()).await,
-            "prompts/list" => self.list(ListKind::Prompts, params.as_ref()).await,
-            "resources/list" => self.list(ListKind::Resources, params.as_ref()).await,
-            "resources/templates/list" => self.list(ListKind::Templates, params.as_ref()).await,
-            "tools/call" => self.call_named(cx, ListKind::Tools, method, params).await,
-            "prompts/get" => self.call_named(cx, ListKind::Prompts, method, params).await,
-            "completion/complete" => self.complete(cx, params).await,
-            "logging/setLevel" => self.gateway.set_level(params).await,
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let (params, uri) = uri_param(method, params)?;
-                let (i, original, ui) = self.resolve_uri(&uri).await?;
-                if method == "resources/unsubscribe"
-                    && !cx.session.is_modern()
-                    && let Some(done) = self.gateway.unsubscribe_locally(&cx.session, Some(&params))
-                {
-                    return Ok(done);
-                }
-                self.gateway
-                    .relay_resource(cx, method, params, &uri, (i, &original), &ui)
-                    .await
-            }
-            // Anything else could reach past the curation: refused.
-            other => Err(RpcError::method_not_found(other)),
-        }
+        methods::serve(self, cx, method, params).await
     }
 
     async fn notification(&self, session: &Arc<Session>, method: &str, params: Option<Value>) {

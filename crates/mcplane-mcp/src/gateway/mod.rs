@@ -10,10 +10,11 @@
 pub mod apps;
 pub mod catalog;
 pub mod curation;
+mod methods;
 mod modern;
 mod sources;
 
-use crate::jsonrpc::{Kind, Message, RESOURCE_NOT_FOUND, RpcError, UPSTREAM_UNAVAILABLE};
+use crate::jsonrpc::{Kind, Message, RpcError, UPSTREAM_UNAVAILABLE};
 use crate::protocol;
 use crate::server::{CacheHints, Listening, RequestContext, Service, Session};
 use crate::upstream::{RelatedSink, Upstream, UpstreamError, UpstreamEvent, UpstreamState};
@@ -219,10 +220,6 @@ impl Gateway {
         Ok(Fetched { pages })
     }
 
-    fn owner_by_name(view: &View, name: &str) -> Option<(usize, String)> {
-        view.owners.get(name).cloned()
-    }
-
     /// The upstream that owns a resource URI: listed exactly, or matching a template, or the only
     /// upstream serving resources.
     async fn owner_by_uri(&self, uri: &str) -> Result<usize, RpcError> {
@@ -245,10 +242,7 @@ impl Gateway {
             .collect();
         match serving.as_slice() {
             [only] => Ok(*only),
-            _ => Err(
-                RpcError::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
-                    .with_data(json!({"uri": uri})),
-            ),
+            _ => Err(methods::not_found(uri)),
         }
     }
 
@@ -521,36 +515,6 @@ impl Gateway {
         Value::Object(caps)
     }
 
-    async fn list(&self, kind: ListKind, params: Option<&Value>) -> Result<Value, RpcError> {
-        let cursor = params.and_then(|p| p.get("cursor")).and_then(Value::as_str);
-        self.view(kind).await?.page(kind, cursor)
-    }
-
-    async fn call_named(
-        &self,
-        cx: &RequestContext,
-        kind: ListKind,
-        method: &str,
-        params: Option<Value>,
-    ) -> Result<Value, RpcError> {
-        let mut params = params.unwrap_or_else(|| json!({}));
-        let name = params
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::invalid_params(format!("{method} needs params.name")))?
-            .to_string();
-        let view = self.view(kind).await?;
-        let Some((i, original)) =
-            Self::owner_by_name(&view, &name).or_else(|| self.attribute(kind, &name))
-        else {
-            return Err(self.unknown(kind, &name));
-        };
-        params["name"] = original.into();
-        let mut result = self.relay(cx, i, method, params).await?;
-        view.ui.rewrite_item(i, &mut result);
-        Ok(result)
-    }
-
     /// The owner of a name no upstream lists, when it can only be one connected upstream: the
     /// one its prefix names, or (prefix mode `never`) the only upstream serving this kind. The
     /// upstream then answers for its own namespace, exactly as it would to a direct client.
@@ -594,51 +558,8 @@ impl Gateway {
                 UPSTREAM_UNAVAILABLE,
                 format!("server {server} is still connecting; retry shortly"),
             ),
-            None => {
-                let what = if kind == ListKind::Tools {
-                    "tool"
-                } else {
-                    "prompt"
-                };
-                RpcError::invalid_params(format!("Unknown {what}: {name}"))
-            }
+            None => methods::unknown(kind, name),
         }
-    }
-
-    async fn complete(
-        &self,
-        cx: &RequestContext,
-        params: Option<Value>,
-    ) -> Result<Value, RpcError> {
-        let mut params = params.unwrap_or_else(|| json!({}));
-        let reference = params.get("ref").cloned().unwrap_or(Value::Null);
-        let i = match reference.get("type").and_then(Value::as_str) {
-            Some("ref/prompt") => {
-                let name = reference
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let view = self.view(ListKind::Prompts).await?;
-                let (i, original) = Self::owner_by_name(&view, name)
-                    .or_else(|| self.attribute(ListKind::Prompts, name))
-                    .ok_or_else(|| self.unknown(ListKind::Prompts, name))?;
-                params["ref"]["name"] = original.into();
-                i
-            }
-            Some("ref/resource") => {
-                let uri = reference
-                    .get("uri")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                self.owner_by_uri(uri).await?
-            }
-            _ => {
-                return Err(RpcError::invalid_params(
-                    "completion/complete needs ref.type \"ref/prompt\" or \"ref/resource\"",
-                ));
-            }
-        };
-        self.relay(cx, i, "completion/complete", params).await
     }
 
     async fn set_level(&self, params: Option<Value>) -> Result<Value, RpcError> {
@@ -697,6 +618,49 @@ impl Gateway {
 }
 
 #[async_trait]
+impl methods::Catalogue for Gateway {
+    fn gateway(&self) -> &Gateway {
+        self
+    }
+
+    async fn view(&self, kind: ListKind) -> Result<Arc<View>, RpcError> {
+        Gateway::view(self, kind).await
+    }
+
+    /// A listed name, or one [`Gateway::attribute`] can place.
+    fn owner(&self, kind: ListKind, view: &View, name: &str) -> Result<(usize, String), RpcError> {
+        view.owners
+            .get(name)
+            .cloned()
+            .or_else(|| self.attribute(kind, name))
+            .ok_or_else(|| self.unknown(kind, name))
+    }
+
+    async fn completion_owner(&self, uri: &str) -> Result<(usize, String), RpcError> {
+        Ok((self.owner_by_uri(uri).await?, uri.to_string()))
+    }
+
+    async fn resource_request(
+        &self,
+        cx: &RequestContext,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, RpcError> {
+        if method == "resources/unsubscribe"
+            && !cx.session.is_modern()
+            && let Some(done) = self.unsubscribe_locally(&cx.session, params.as_ref())
+        {
+            return Ok(done);
+        }
+        let (params, uri) = apps::uri_param(method, params)?;
+        let (i, original) = self.resolve_uri(&uri).await?;
+        let ui = Gateway::view(self, ListKind::Resources).await?.ui.clone();
+        self.relay_resource(cx, method, params, &uri, (i, &original), &ui)
+            .await
+    }
+}
+
+#[async_trait]
 impl Service for Gateway {
     async fn initialize(&self, session: &Arc<Session>) -> Result<Value, RpcError> {
         self.wait_ready().await;
@@ -731,31 +695,7 @@ impl Service for Gateway {
         method: &str,
         params: Option<Value>,
     ) -> Result<Value, RpcError> {
-        if cx.session.is_modern() {
-            // 2026-07-28: a method of a capability nobody serves does not exist (-32601).
-            let capability = method.split('/').next().unwrap_or_default();
-            if matches!(capability, "tools" | "prompts" | "resources") && !self.serves(capability) {
-                return Err(RpcError::method_not_found(method));
-            }
-        } else if method == "resources/unsubscribe"
-            && let Some(done) = self.unsubscribe_locally(&cx.session, params.as_ref())
-        {
-            return Ok(done);
-        }
-        match method {
-            "tools/list" => self.list(ListKind::Tools, params.as_ref()).await,
-            "prompts/list" => self.list(ListKind::Prompts, params.as_ref()).await,
-            "resources/list" => self.list(ListKind::Resources, params.as_ref()).await,
-            "resources/templates/list" => self.list(ListKind::Templates, params.as_ref()).await,
-            "tools/call" => self.call_named(cx, ListKind::Tools, method, params).await,
-            "prompts/get" => self.call_named(cx, ListKind::Prompts, method, params).await,
-            "completion/complete" => self.complete(cx, params).await,
-            "logging/setLevel" => self.set_level(params).await,
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                self.resource_request(cx, method, params).await
-            }
-            other => Err(RpcError::method_not_found(other)),
-        }
+        methods::serve(self, cx, method, params).await
     }
 
     fn session_closed(&self, session: &Session) {

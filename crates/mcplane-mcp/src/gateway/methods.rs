@@ -1,0 +1,161 @@
+//! The MCP methods a catalogue answers — lists, `tools/call`, `prompts/get`,
+//! `completion/complete`, `logging/setLevel` and `resources/*` — served once, by [`serve`], for
+//! the full [`Gateway`] and for every virtual server ([`super::curation::Curated`]). What differs
+//! between the two is only where the views come from and how names and URIs are resolved: that
+//! is the [`Catalogue`] each implements.
+
+use super::Gateway;
+use super::catalog::{ListKind, View};
+use crate::jsonrpc::{RESOURCE_NOT_FOUND, RpcError};
+use crate::server::RequestContext;
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// A set of views over the gateway's upstreams, and how names and URIs resolve in it.
+#[async_trait]
+pub(crate) trait Catalogue: Send + Sync {
+    /// The gateway that relays the calls.
+    fn gateway(&self) -> &Gateway;
+
+    /// The view of one kind.
+    async fn view(&self, kind: ListKind) -> Result<Arc<View>, RpcError>;
+
+    /// The owner of an exposed tool or prompt name (listed in `view` or not) and the name the
+    /// owner knows it by; the error to answer when there is none.
+    fn owner(&self, kind: ListKind, view: &View, name: &str) -> Result<(usize, String), RpcError>;
+
+    /// The owner of the URI of a `ref/resource` completion and the URI the owner knows it by.
+    async fn completion_owner(&self, uri: &str) -> Result<(usize, String), RpcError>;
+
+    /// `resources/read`, `resources/subscribe` and `resources/unsubscribe`.
+    async fn resource_request(
+        &self,
+        cx: &RequestContext,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, RpcError>;
+}
+
+/// Answers one client request on `catalogue`; any method not listed here is refused, so nothing
+/// reaches past it.
+pub(crate) async fn serve<C: Catalogue + ?Sized>(
+    catalogue: &C,
+    cx: &RequestContext,
+    method: &str,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    if cx.session.is_modern() {
+        // 2026-07-28: a method of a capability nobody serves does not exist (-32601).
+        let capability = method.split('/').next().unwrap_or_default();
+        if matches!(capability, "tools" | "prompts" | "resources")
+            && !catalogue.gateway().serves(capability)
+        {
+            return Err(RpcError::method_not_found(method));
+        }
+    }
+    match method {
+        "tools/list" => list(catalogue, ListKind::Tools, params.as_ref()).await,
+        "prompts/list" => list(catalogue, ListKind::Prompts, params.as_ref()).await,
+        "resources/list" => list(catalogue, ListKind::Resources, params.as_ref()).await,
+        "resources/templates/list" => list(catalogue, ListKind::Templates, params.as_ref()).await,
+        "tools/call" => call_named(catalogue, cx, ListKind::Tools, method, params).await,
+        "prompts/get" => call_named(catalogue, cx, ListKind::Prompts, method, params).await,
+        "completion/complete" => complete(catalogue, cx, params).await,
+        "logging/setLevel" => catalogue.gateway().set_level(params).await,
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            catalogue.resource_request(cx, method, params).await
+        }
+        other => Err(RpcError::method_not_found(other)),
+    }
+}
+
+async fn list<C: Catalogue + ?Sized>(
+    catalogue: &C,
+    kind: ListKind,
+    params: Option<&Value>,
+) -> Result<Value, RpcError> {
+    let cursor = params.and_then(|p| p.get("cursor")).and_then(Value::as_str);
+    catalogue.view(kind).await?.page(kind, cursor)
+}
+
+/// `tools/call` or `prompts/get`: relayed to the owner under its own name; `ui://` URIs in the
+/// result are shown as the client knows them.
+async fn call_named<C: Catalogue + ?Sized>(
+    catalogue: &C,
+    cx: &RequestContext,
+    kind: ListKind,
+    method: &str,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    let mut params = params.unwrap_or_else(|| json!({}));
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params(format!("{method} needs params.name")))?
+        .to_string();
+    let view = catalogue.view(kind).await?;
+    let (i, original) = catalogue.owner(kind, &view, &name)?;
+    params["name"] = original.into();
+    let mut result = catalogue.gateway().relay(cx, i, method, params).await?;
+    view.ui.rewrite_item(i, &mut result);
+    Ok(result)
+}
+
+async fn complete<C: Catalogue + ?Sized>(
+    catalogue: &C,
+    cx: &RequestContext,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    let mut params = params.unwrap_or_else(|| json!({}));
+    let reference = params.get("ref").cloned().unwrap_or(Value::Null);
+    let field = |key: &str| {
+        reference
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let i = match reference.get("type").and_then(Value::as_str) {
+        Some("ref/prompt") => {
+            let name = field("name");
+            let view = catalogue.view(ListKind::Prompts).await?;
+            let (i, original) = catalogue.owner(ListKind::Prompts, &view, &name)?;
+            params["ref"]["name"] = original.into();
+            i
+        }
+        Some("ref/resource") => {
+            let uri = field("uri");
+            let (i, original) = catalogue.completion_owner(&uri).await?;
+            if original != uri {
+                params["ref"]["uri"] = original.into();
+            }
+            i
+        }
+        _ => {
+            return Err(RpcError::invalid_params(
+                "completion/complete needs ref.type \"ref/prompt\" or \"ref/resource\"",
+            ));
+        }
+    };
+    catalogue
+        .gateway()
+        .relay(cx, i, "completion/complete", params)
+        .await
+}
+
+/// The error for a tool or prompt name nobody shows.
+pub(crate) fn unknown(kind: ListKind, name: &str) -> RpcError {
+    let what = if kind == ListKind::Tools {
+        "tool"
+    } else {
+        "prompt"
+    };
+    RpcError::invalid_params(format!("Unknown {what}: {name}"))
+}
+
+/// The error for a resource URI nobody serves.
+pub(crate) fn not_found(uri: &str) -> RpcError {
+    RpcError::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
+        .with_data(json!({"uri": uri}))
+}
