@@ -142,6 +142,55 @@ pub(super) fn status_error(server: &str, status: StatusCode) -> UpstreamError {
     }
 }
 
+/// What a message is, for errors: its method, or "a response".
+fn method_of(message: &Value) -> &str {
+    message
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or("a response")
+}
+
+/// POSTs one JSON-RPC message (`rb` says where, with which headers) within the timeout its
+/// method gets (`initialize` or call); stops early when `cancel` fires.
+pub(super) async fn post_message(
+    server: &str,
+    rb: RequestBuilder,
+    message: &Value,
+    timeouts: &Timeouts,
+    cancel: &CancellationToken,
+) -> Result<Response, UpstreamError> {
+    let unavailable = |reason: String| UpstreamError::Unavailable {
+        server: server.to_string(),
+        reason,
+    };
+    let method = method_of(message);
+    let limit = if method == "initialize" {
+        timeouts.initialize
+    } else {
+        timeouts.call
+    };
+    let body = serde_json::to_vec(message).map_err(|e| UpstreamError::Protocol {
+        server: server.to_string(),
+        reason: format!("cannot serialize a message: {e}"),
+    })?;
+    let post = rb
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .send();
+    tokio::select! {
+        r = tokio::time::timeout(limit, post) => match r {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(unavailable(describe(&e))),
+            Err(_) => Err(UpstreamError::Timeout {
+                server: server.to_string(),
+                what: method.to_string(),
+                secs: limit.as_secs_f64(),
+            }),
+        },
+        _ = cancel.cancelled() => Err(unavailable("connection closed".into())),
+    }
+}
+
 /// What a response body holds, by its content type.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum BodyKind {
@@ -550,39 +599,9 @@ impl Pipe for HttpPipe {
         let Some(tx) = s.sender() else {
             return Err(s.unavailable("connection closed"));
         };
-        let method = message
-            .get("method")
-            .and_then(Value::as_str)
-            .unwrap_or("a response")
-            .to_string();
-        let limit = if method == "initialize" {
-            s.timeouts.initialize
-        } else {
-            s.timeouts.call
-        };
-        let body = serde_json::to_vec(&message).map_err(|e| UpstreamError::Protocol {
-            server: s.server.clone(),
-            reason: format!("cannot serialize a message: {e}"),
-        })?;
         let (rb, with_session) = s.request(Method::POST);
-        let rb = rb
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json, text/event-stream")
-            .body(body);
-        let resp = tokio::select! {
-            r = tokio::time::timeout(limit, rb.send()) => match r {
-                Ok(Ok(resp)) => resp,
-                Ok(Err(e)) => return Err(s.unavailable(describe(&e))),
-                Err(_) => {
-                    return Err(UpstreamError::Timeout {
-                        server: s.server.clone(),
-                        what: method,
-                        secs: limit.as_secs_f64(),
-                    });
-                }
-            },
-            _ = s.cancel.cancelled() => return Err(s.unavailable("connection closed")),
-        };
+        let rb = rb.header(ACCEPT, "application/json, text/event-stream");
+        let resp = post_message(&s.server, rb, &message, &s.timeouts, &s.cancel).await?;
         s.capture_session(&resp);
         let status = resp.status();
         if status == StatusCode::NOT_FOUND && with_session {
@@ -609,7 +628,8 @@ impl Pipe for HttpPipe {
                     return Err(UpstreamError::Protocol {
                         server: s.server.clone(),
                         reason: format!(
-                            "answered {method} with content type {ct:?}; expected application/json or text/event-stream"
+                            "answered {} with content type {ct:?}; expected application/json or text/event-stream",
+                            method_of(&message)
                         ),
                     });
                 }

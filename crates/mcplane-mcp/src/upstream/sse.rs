@@ -7,13 +7,13 @@
 
 use super::http::{
     BodyKind, INCOMING_CAPACITY, SseReader, body_kind, build_client, describe, header_map,
-    parse_messages, status_error,
+    parse_messages, post_message, status_error,
 };
 use super::{Incoming, Opened, Pipe, UpstreamError};
 use async_trait::async_trait;
 use mcplane_config::{Timeouts, Transport, UpstreamConfig};
 use reqwest::Client;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
+use reqwest::header::{ACCEPT, HeaderMap};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -195,41 +195,11 @@ impl Pipe for SsePipe {
         if self.cancel.is_cancelled() {
             return Err(unavailable("connection closed".into()));
         }
-        let method = message
-            .get("method")
-            .and_then(Value::as_str)
-            .unwrap_or("a response")
-            .to_string();
-        let limit = if method == "initialize" {
-            self.timeouts.initialize
-        } else {
-            self.timeouts.call
-        };
-        let body = serde_json::to_vec(&message).map_err(|e| UpstreamError::Protocol {
-            server: self.server.clone(),
-            reason: format!("cannot serialize a message: {e}"),
-        })?;
         let post = self
             .client
             .post(self.endpoint.clone())
-            .headers(self.headers.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send();
-        let resp = tokio::select! {
-            r = tokio::time::timeout(limit, post) => match r {
-                Ok(Ok(resp)) => resp,
-                Ok(Err(e)) => return Err(unavailable(describe(&e))),
-                Err(_) => {
-                    return Err(UpstreamError::Timeout {
-                        server: self.server.clone(),
-                        what: method,
-                        secs: limit.as_secs_f64(),
-                    });
-                }
-            },
-            _ = self.cancel.cancelled() => return Err(unavailable("connection closed".into())),
-        };
+            .headers(self.headers.clone());
+        let resp = post_message(&self.server, post, &message, &self.timeouts, &self.cancel).await?;
         let status = resp.status();
         if !status.is_success() {
             return Err(status_error(&self.server, status));
