@@ -84,6 +84,20 @@ fn unavailable(e: &UpstreamError) -> RpcError {
     RpcError::new(UPSTREAM_UNAVAILABLE, e.to_string())
 }
 
+/// Drops the shared upstream subscription to `original` (the owner's URI) in the background,
+/// once no session or listener wants it any more.
+fn unsubscribe_upstream(up: Arc<Upstream>, original: String) {
+    tokio::spawn(async move {
+        let params = json!({"uri": original});
+        if let Err(e) = up
+            .request("resources/unsubscribe", Some(params), None)
+            .await
+        {
+            tracing::debug!(server = up.name(), error = %e, "resources/unsubscribe failed");
+        }
+    });
+}
+
 impl Gateway {
     /// A gateway over already-spawned upstreams (in config order).
     pub fn new(config: &McpConfig, upstreams: Vec<Arc<Upstream>>) -> Arc<Gateway> {
@@ -718,16 +732,7 @@ impl Service for Gateway {
             }
             let owner = self.subscribed.lock().ok().and_then(|mut m| m.remove(&uri));
             if let Some((i, original)) = owner {
-                let up = self.upstreams[i].clone();
-                tokio::spawn(async move {
-                    let params = json!({"uri": original});
-                    if let Err(e) = up
-                        .request("resources/unsubscribe", Some(params), None)
-                        .await
-                    {
-                        tracing::debug!(server = up.name(), error = %e, "resources/unsubscribe failed");
-                    }
-                });
+                unsubscribe_upstream(self.upstreams[i].clone(), original);
             }
         }
     }

@@ -129,15 +129,7 @@ impl Listeners {
             let Some(up) = self.upstreams.get(i).cloned() else {
                 continue;
             };
-            tokio::spawn(async move {
-                let params = json!({"uri": original});
-                if let Err(e) = up
-                    .request("resources/unsubscribe", Some(params), None)
-                    .await
-                {
-                    tracing::debug!(server = up.name(), error = %e, "resources/unsubscribe failed");
-                }
-            });
+            super::unsubscribe_upstream(up, original);
         }
     }
 }
