@@ -211,14 +211,22 @@ fn models_list(path: Option<&std::path::Path>, json: bool) -> anyhow::Result<Exi
             .endpoints
             .iter()
             .map(|e| {
+                let target = if m.provider == mcplane_config::Provider::AzureOpenai {
+                    format!(
+                        "deployment {}, api-version {}",
+                        e.deployment,
+                        e.api_version.as_deref().unwrap_or("-")
+                    )
+                } else {
+                    format!("model {}", e.upstream_model)
+                };
                 format!(
-                    "{}{} (model {}, key {})",
+                    "{}{} ({target}, key {})",
                     e.region
                         .as_ref()
                         .map(|r| format!("{r}: "))
                         .unwrap_or_default(),
                     e.url,
-                    e.upstream_model,
                     if e.api_key.is_some() { "set" } else { "none" }
                 )
             })
