@@ -19,6 +19,16 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Default)]
 pub struct ShutdownSignal(pub CancellationToken);
 
+impl ShutdownSignal {
+    /// The shutdown token a request carries (one that never fires without [`serve`]).
+    pub(crate) fn of(extensions: &axum::http::Extensions) -> CancellationToken {
+        extensions
+            .get::<ShutdownSignal>()
+            .map(|s| s.0.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// The whole HTTP app for `server`: `/mcp`, `/sse`, `/messages` and the routes in `extra`
 /// (e.g. `/healthz`, `/readyz`), behind the edge checks and body limit from `config`.
 pub fn app(server: Arc<Server>, config: &ServerConfig, extra: Router) -> Router {

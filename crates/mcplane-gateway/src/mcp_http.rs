@@ -29,8 +29,8 @@
 
 use crate::http::ShutdownSignal;
 use crate::reply::{
-    EventIds, KEEP_ALIVE, Rejection, accepted, json_response, keep_alive_timer, message_event,
-    rpc_error, rpc_error_with_id, sse_response,
+    EventIds, Frames, KEEP_ALIVE, Rejection, accepted, json_response, keep_alive_timer,
+    message_event, rpc_error, rpc_error_with_id, sse_frames, sse_response,
 };
 pub use crate::request::session_binding;
 use crate::request::{
@@ -570,16 +570,9 @@ async fn handle_get(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
         standalone,
         ids: next_stream_ids(),
         tick: keep_alive_timer(ep.options.keep_alive),
-        shutdown: parts
-            .extensions
-            .get::<ShutdownSignal>()
-            .map(|s| s.0.clone())
-            .unwrap_or_default(),
+        shutdown: ShutdownSignal::of(&parts.extensions),
     };
-    sse_response(stream::unfold(state, |mut st| async move {
-        let frame = st.next_frame().await?;
-        Some((frame, st))
-    }))
+    sse_frames(state)
 }
 
 /// A GET stream: the session's standalone messages plus keep-alives, until the session closes,
@@ -594,7 +587,7 @@ struct Standalone {
     shutdown: CancellationToken,
 }
 
-impl Standalone {
+impl Frames for Standalone {
     async fn next_frame(&mut self) -> Option<Bytes> {
         tokio::select! {
             m = self.standalone.recv() => Some(message_event(Some(&self.ids.next_id()), &m?)),

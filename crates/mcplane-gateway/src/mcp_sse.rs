@@ -10,8 +10,8 @@
 
 use crate::http::ShutdownSignal;
 use crate::reply::{
-    KEEP_ALIVE, Rejection, accepted, keep_alive_timer, message_event, rpc_error, rpc_error_with_id,
-    sse_event, sse_response,
+    Frames, KEEP_ALIVE, Rejection, accepted, keep_alive_timer, message_event, rpc_error,
+    rpc_error_with_id, sse_event, sse_frames,
 };
 use crate::request::{
     check_content_length, read_body, require_accept, require_json_content, session_binding,
@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::{self, SelectAll};
+use futures::stream::SelectAll;
 use mcplane_mcp::jsonrpc::{self, Body, RpcError};
 use mcplane_mcp::protocol;
 use mcplane_mcp::server::{Dispatch, Server, StandaloneStream};
@@ -142,16 +142,9 @@ async fn handle_sse(State(legacy): State<Arc<Legacy>>, req: Request) -> Response
         incoming,
         incoming_open: true,
         tick: keep_alive_timer(legacy.options.keep_alive),
-        shutdown: parts
-            .extensions
-            .get::<ShutdownSignal>()
-            .map(|s| s.0.clone())
-            .unwrap_or_default(),
+        shutdown: ShutdownSignal::of(&parts.extensions),
     };
-    sse_response(stream::unfold(state, |mut st| async move {
-        let frame = st.next_frame().await?;
-        Some((frame, st))
-    }))
+    sse_frames(state)
 }
 
 /// One legacy session's SSE stream. Dropping it (client gone, stream ended) closes the session.
@@ -176,7 +169,7 @@ enum Next {
     End,
 }
 
-impl LegacyStream {
+impl Frames for LegacyStream {
     async fn next_frame(&mut self) -> Option<Bytes> {
         if let Some(endpoint) = self.endpoint.take() {
             return Some(sse_event(None, Some("endpoint"), &endpoint));

@@ -131,6 +131,19 @@ pub(crate) fn sse_response(frames: impl Stream<Item = Bytes> + Send + 'static) -
     response
 }
 
+/// The state of a long-lived SSE stream: each frame in turn, `None` to end the stream.
+pub(crate) trait Frames: Send + 'static {
+    fn next_frame(&mut self) -> impl Future<Output = Option<Bytes>> + Send;
+}
+
+/// A `text/event-stream` response streaming the frames of `state` until it ends.
+pub(crate) fn sse_frames(state: impl Frames) -> Response {
+    sse_response(futures::stream::unfold(state, |mut st| async move {
+        let frame = st.next_frame().await?;
+        Some((frame, st))
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
