@@ -1021,7 +1021,8 @@ async fn circuit_opens_and_recovers() {
 
 #[tokio::test]
 async fn an_open_circuit_sends_an_alias_straight_to_its_fallback() {
-    let s = stack().await;
+    // A long cooldown, so the circuit stays open however slow this machine is.
+    let s = stack_with(&ROUTING.replace("cooldown: 1s", "cooldown: 60s"), "").await;
     s.mock
         .set_faults(vec![Fault::status(500).for_model("gpt-a")]);
     // ha: 2 failed attempts on gpt-a, then claude; the second request 1 more (3 → open).

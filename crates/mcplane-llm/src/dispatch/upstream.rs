@@ -14,6 +14,7 @@ use crate::stream::{EncodeOptions, StreamTranslator};
 use crate::{ChatRequest, Format, LlmError, codec, gemini, openai};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use mcplane_config::RetryConfig;
 use mcplane_types::ErrorKind;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -209,7 +210,7 @@ impl Dispatcher {
                                 if n == max_attempts {
                                     break;
                                 }
-                                match self.backoff(n, err.retry_after) {
+                                match backoff(&self.retry, n, err.retry_after) {
                                     Some(wait) => tokio::time::sleep(wait).await,
                                     None => break,
                                 }
@@ -237,21 +238,6 @@ impl Dispatcher {
         f.reason = Some(plan.reason.clone());
         f.attempts = attempts;
         Err(ledger.fail(f))
-    }
-
-    /// The wait before retry `n + 1`: doubling back-off, or the provider's `Retry-After` when
-    /// longer; `None` when the provider asks for longer than `max_backoff` (move on instead).
-    fn backoff(&self, n: u32, retry_after: Option<Duration>) -> Option<Duration> {
-        let exp = self
-            .retry
-            .initial_backoff
-            .saturating_mul(1u32 << (n - 1).min(20))
-            .min(self.retry.max_backoff);
-        match retry_after {
-            Some(ra) if ra > self.retry.max_backoff => None,
-            Some(ra) => Some(ra.max(exp)),
-            None => Some(exp),
-        }
     }
 
     /// One attempt.
@@ -493,5 +479,80 @@ async fn read_body(
                 buf.extend_from_slice(&chunk);
             }
         }
+    }
+}
+
+/// The wait before retry `n + 1`: doubling back-off, or the provider's `Retry-After` when
+/// longer; `None` when the provider asks for longer than `max_backoff` (move on instead).
+fn backoff(retry: &RetryConfig, n: u32, retry_after: Option<Duration>) -> Option<Duration> {
+    let exp = retry
+        .initial_backoff
+        .saturating_mul(1u32 << (n.max(1) - 1).min(20))
+        .min(retry.max_backoff);
+    match retry_after {
+        Some(ra) if ra > retry.max_backoff => None,
+        Some(ra) => Some(ra.max(exp)),
+        None => Some(exp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_yields_to_retry_after() {
+        let r = RetryConfig {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(1),
+        };
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis());
+        assert_eq!(ms(backoff(&r, 1, None)), Some(250));
+        assert_eq!(ms(backoff(&r, 2, None)), Some(500));
+        assert_eq!(ms(backoff(&r, 3, None)), Some(1000));
+        assert_eq!(ms(backoff(&r, 30, None)), Some(1000));
+        // A longer Retry-After wins; a shorter one does not shorten the back-off.
+        assert_eq!(
+            ms(backoff(&r, 1, Some(Duration::from_millis(800)))),
+            Some(800)
+        );
+        assert_eq!(
+            ms(backoff(&r, 2, Some(Duration::from_millis(10)))),
+            Some(500)
+        );
+        // Longer than max_backoff: do not wait, move on.
+        assert_eq!(backoff(&r, 1, Some(Duration::from_secs(2))), None);
+    }
+
+    #[test]
+    fn failures_are_classified_by_status_and_kind() {
+        let next = |status: u16| {
+            AttemptError::status(status, String::new(), None, kind_of_status(status)).next
+        };
+        for s in [408, 429, 500, 502, 503, 504, 529] {
+            assert_eq!(next(s), Next::Retry, "{s}");
+        }
+        for s in [401, 403, 404, 402, 409] {
+            assert_eq!(next(s), Next::Fallback, "{s}");
+        }
+        for s in [400, 413, 422] {
+            assert_eq!(next(s), Next::Stop, "{s}");
+            assert!(
+                !AttemptError::status(s, String::new(), None, ErrorKind::InvalidRequest).counts
+            );
+        }
+        assert_eq!(AttemptError::llm(&LlmError::Truncated).next, Next::Fallback);
+        let e = AttemptError::llm(&LlmError::Upstream {
+            kind: ErrorKind::RateLimited,
+            message: "slow down".into(),
+            provider_type: None,
+        });
+        assert_eq!((e.next, e.message.as_str()), (Next::Retry, "slow down"));
+        let e = AttemptError::llm(&LlmError::Unsupported {
+            format: Format::Anthropic,
+            what: "n > 1".into(),
+        });
+        assert_eq!((e.next, e.counts), (Next::Fallback, false));
     }
 }
