@@ -85,15 +85,30 @@ pub async fn reap_idle_sessions(
     idle_timeout: Duration,
     shutdown: CancellationToken,
 ) {
+    reap_periodically(idle_timeout, shutdown, "MCP sessions", |max_idle| {
+        server.reap_idle(max_idle)
+    })
+    .await;
+}
+
+/// Calls `reap` (close what has been idle for longer than its argument, say how many) a few
+/// times per `idle_timeout` (a quarter of it, between 1 s and 60 s) until `shutdown`; `what` names
+/// the sessions in the log line.
+pub(crate) async fn reap_periodically(
+    idle_timeout: Duration,
+    shutdown: CancellationToken,
+    what: &str,
+    reap: impl Fn(Duration) -> usize,
+) {
     let every = (idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let closed = server.reap_idle(idle_timeout);
+                let closed = reap(idle_timeout);
                 if closed > 0 {
-                    tracing::info!(closed, "closed idle MCP sessions");
+                    tracing::info!(closed, "closed idle {what}");
                 }
             }
             _ = shutdown.cancelled() => return,

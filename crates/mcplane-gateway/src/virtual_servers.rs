@@ -194,20 +194,13 @@ impl VirtualEndpoints {
         idle_timeout: Duration,
         shutdown: CancellationToken,
     ) {
-        let every = (idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let closed = self.reap_idle(idle_timeout);
-                    if closed > 0 {
-                        tracing::info!(closed, "closed idle virtual server sessions");
-                    }
-                }
-                _ = shutdown.cancelled() => return,
-            }
-        }
+        crate::http::reap_periodically(
+            idle_timeout,
+            shutdown,
+            "virtual server sessions",
+            |max_idle| self.reap_idle(max_idle),
+        )
+        .await;
     }
 
     /// Closes every virtual server's sessions and waits for their requests (graceful shutdown).
