@@ -34,8 +34,9 @@ use crate::reply::{
 };
 pub use crate::request::session_binding;
 use crate::request::{
-    PROTOCOL_HEADER, SESSION_HEADER, check_content_length, check_protocol_header, missing_session,
-    read_body, require_accept, require_json_content, session_header, unknown_session,
+    PROTOCOL_HEADER, SESSION_HEADER, batches_allowed, check_content_length, check_protocol_header,
+    missing_session, read_body, require_accept, require_json_content, session_header,
+    unknown_session,
 };
 use axum::Router;
 use axum::extract::{Request, State};
@@ -199,16 +200,8 @@ async fn handle_post(State(ep): State<Arc<Endpoint>>, req: Request) -> Response 
             }
         }
         Body::Batch(items) => {
-            let version = session.protocol_version();
-            if !protocol::allows_batches(version) {
-                return Rejection::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "JSON-RPC batches are not supported in protocol version {version}; \
-                         send one message per request"
-                    ),
-                )
-                .into_response();
+            if let Err(rejection) = batches_allowed(&session) {
+                return rejection.into_response();
             }
             let mut replies = Vec::new();
             let mut finals = Vec::new();

@@ -14,8 +14,8 @@ use crate::reply::{
     rpc_error_with_id, sse_event, sse_frames,
 };
 use crate::request::{
-    check_content_length, read_body, require_accept, require_json_content, session_binding,
-    unknown_session,
+    batches_allowed, check_content_length, read_body, require_accept, require_json_content,
+    session_binding, unknown_session,
 };
 use axum::Router;
 use axum::extract::{OriginalUri, Request, State};
@@ -26,7 +26,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::SelectAll;
 use mcplane_mcp::jsonrpc::{self, Body, RpcError};
-use mcplane_mcp::protocol;
 use mcplane_mcp::server::{Dispatch, Server, StandaloneStream};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -251,16 +250,8 @@ async fn handle_message(State(legacy): State<Arc<Legacy>>, req: Request) -> Resp
     let items = match jsonrpc::parse_body(&bytes) {
         Ok(Body::Single(msg)) => vec![Ok(msg)],
         Ok(Body::Batch(items)) => {
-            let version = session.protocol_version();
-            if !protocol::allows_batches(version) {
-                return Rejection::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "JSON-RPC batches are not supported in protocol version {version}; \
-                         send one message per request"
-                    ),
-                )
-                .into_response();
+            if let Err(rejection) = batches_allowed(&session) {
+                return rejection.into_response();
             }
             items
         }

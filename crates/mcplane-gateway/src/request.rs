@@ -182,6 +182,21 @@ pub(crate) async fn read_body(
     }
 }
 
+/// Refuses a JSON-RPC batch on a session whose protocol version has no batches (2025-06-18 on).
+pub(crate) fn batches_allowed(session: &mcplane_mcp::server::Session) -> Result<(), Rejection> {
+    let version = session.protocol_version();
+    if protocol::allows_batches(version) {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "JSON-RPC batches are not supported in protocol version {version}; \
+             send one message per request"
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
