@@ -16,7 +16,9 @@ and drives each with wrk + bench/mcp_call.lua (sessions opened here beforehand, 
 id per request): saturation throughput (-t2 -c32), latency at concurrency 1 (-t1 -c1, back to
 back), and latency at concurrency 1 with 1 ms think time between calls ("paced"). Every path
 gets fresh processes (upstream and gateway) for each round, then a warm-up. Paths are
-interleaved in rounds and the median round is reported. Then it measures memory per idle
+interleaved in rounds and the median round is reported. Before each path it waits for idle CPUs
+(the machine is shared), measures the CPU other processes use during each run, and measures a
+path again when that was more than BENCH_MAX_FOREIGN %. Then it measures memory per idle
 downstream session (RSS before/after opening N sessions) on fresh gateway instances.
 
 Writes bench/out/results.json, bench/out/results.md, raw wrk summaries in bench/out/raw/ and
