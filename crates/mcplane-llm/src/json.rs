@@ -37,6 +37,50 @@ pub(crate) fn invalid(at: &str, reason: impl Into<String>) -> LlmError {
 }
 
 /// Parses a body.
+/// A field written either as a string or as an array (`items` names the array's elements in
+/// the error), the shape of every provider's `content`.
+pub(crate) enum TextOrItems {
+    /// The string form.
+    Text(String),
+    /// The array form, elements unread.
+    Items(Vec<Value>),
+}
+
+/// Reads a string-or-array field at `at`.
+pub(crate) fn text_or_items(value: Value, at: &str, items: &str) -> Result<TextOrItems, LlmError> {
+    match value {
+        Value::String(s) => Ok(TextOrItems::Text(s)),
+        Value::Array(a) => Ok(TextOrItems::Items(a)),
+        other => Err(invalid(
+            at,
+            format!(
+                "expected a string or an array of {items}, got {}",
+                type_name(&other)
+            ),
+        )),
+    }
+}
+
+/// Reads message content at `at`: text, or parts each decoded by `part` at its index.
+pub(crate) fn content(
+    value: Value,
+    at: &str,
+    items: &str,
+    part: impl Fn(Value, &str) -> Result<crate::chat::Part, LlmError>,
+) -> Result<crate::chat::Content, LlmError> {
+    use crate::chat::Content;
+    Ok(match text_or_items(value, at, items)? {
+        TextOrItems::Text(s) => Content::Text(s),
+        TextOrItems::Items(parts) => Content::Parts(
+            parts
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| part(p, &index(at, i)))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
 pub(crate) fn parse(body: &[u8]) -> Result<Value, LlmError> {
     serde_json::from_slice(body).map_err(|e| LlmError::Json(e.to_string()))
 }

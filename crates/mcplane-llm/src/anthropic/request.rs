@@ -295,26 +295,7 @@ fn decode_tool_result(value: Value, at: &str) -> Result<Message, LlmError> {
     let tool_use_id = o.req_string("tool_use_id")?;
     let content = match o.take("content") {
         None => Content::Text(String::new()),
-        Some(Value::String(s)) => Content::Text(s),
-        Some(Value::Array(blocks)) => {
-            let at = o.at("content");
-            Content::Parts(
-                blocks
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, b)| decode_block_part(b, &index(&at, i)))
-                    .collect::<Result<_, _>>()?,
-            )
-        }
-        Some(other) => {
-            return Err(invalid(
-                &o.at("content"),
-                format!(
-                    "expected a string or an array of blocks, got {}",
-                    type_name(&other)
-                ),
-            ));
-        }
+        Some(v) => json::content(v, &o.at("content"), "blocks", decode_block_part)?,
     };
     let is_error = o.bool("is_error")?.unwrap_or(false);
     Ok(Message {

@@ -59,22 +59,15 @@ pub fn request_from_value(value: Value) -> Result<ChatRequest, LlmError> {
     };
     let stop = match o.take("stop") {
         None => None,
-        Some(Value::String(s)) => Some(Stop::One(s)),
-        Some(Value::Array(a)) => Some(Stop::Many(
-            a.into_iter()
-                .enumerate()
-                .map(|(i, s)| json::string(s, &index("stop", i)))
-                .collect::<Result<_, _>>()?,
-        )),
-        Some(other) => {
-            return Err(invalid(
-                "stop",
-                format!(
-                    "expected a string or an array of strings, got {}",
-                    type_name(&other)
-                ),
-            ));
-        }
+        Some(v) => Some(match json::text_or_items(v, "stop", "strings")? {
+            json::TextOrItems::Text(s) => Stop::One(s),
+            json::TextOrItems::Items(a) => Stop::Many(
+                a.into_iter()
+                    .enumerate()
+                    .map(|(i, s)| json::string(s, &index("stop", i)))
+                    .collect::<Result<_, _>>()?,
+            ),
+        }),
     };
     let n = o.u32("n")?;
     if n == Some(0) {
@@ -137,26 +130,12 @@ pub(crate) fn decode_message(value: Value, at: &str, response: bool) -> Result<M
     };
     let content = match o.take("content") {
         None => None,
-        Some(Value::String(s)) => Some(Content::Text(s)),
-        Some(Value::Array(parts)) => {
-            let at = o.at("content");
-            Some(Content::Parts(
-                parts
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, p)| decode_part(p, &index(&at, i)))
-                    .collect::<Result<_, _>>()?,
-            ))
-        }
-        Some(other) => {
-            return Err(invalid(
-                &o.at("content"),
-                format!(
-                    "expected a string or an array of content parts, got {}",
-                    type_name(&other)
-                ),
-            ));
-        }
+        Some(v) => Some(json::content(
+            v,
+            &o.at("content"),
+            "content parts",
+            decode_part,
+        )?),
     };
     if content.is_none()
         && !response
