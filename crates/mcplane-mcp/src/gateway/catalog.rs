@@ -76,7 +76,16 @@ impl ListKind {
         matches!(self, ListKind::Tools | ListKind::Prompts)
     }
 
-    /// The `list_changed` notification that invalidates this kind.
+    /// The notification that announces a change of this kind (resources and templates share one).
+    pub fn list_changed(self) -> &'static str {
+        match self {
+            ListKind::Tools => "notifications/tools/list_changed",
+            ListKind::Prompts => "notifications/prompts/list_changed",
+            ListKind::Resources | ListKind::Templates => "notifications/resources/list_changed",
+        }
+    }
+
+    /// The kinds a `list_changed` notification invalidates.
     pub fn from_list_changed(method: &str) -> &'static [ListKind] {
         match method {
             "notifications/tools/list_changed" => &[ListKind::Tools],

@@ -102,15 +102,6 @@ impl Shape for Curation<'_> {
     }
 }
 
-/// The `list_changed` notification of a kind.
-fn list_changed(kind: ListKind) -> &'static str {
-    match kind {
-        ListKind::Tools => "notifications/tools/list_changed",
-        ListKind::Prompts => "notifications/prompts/list_changed",
-        ListKind::Resources | ListKind::Templates => "notifications/resources/list_changed",
-    }
-}
-
 /// A virtual server's `Implementation`.
 fn identity(config: &VirtualServerConfig) -> Value {
     json!({
@@ -172,7 +163,7 @@ impl Curated {
             .iter()
             .zip(before.iter().zip(&after))
             .filter(|(_, (b, a))| b.is_none() || b != a)
-            .map(|(kind, _)| list_changed(*kind))
+            .map(|(kind, _)| kind.list_changed())
             .collect();
         for session in self.live_sessions() {
             for method in &changed {
@@ -463,7 +454,7 @@ impl Service for Curated {
             ("resourcesListChanged", "resources", ListKind::Resources),
         ] {
             if filter.get(field) == Some(&Value::Bool(true)) && caps.get(cap).is_some() {
-                wanted.insert(list_changed(kind));
+                wanted.insert(kind.list_changed());
                 if let Some(ack) = inner.acknowledged.as_object_mut() {
                     ack.insert(field.into(), true.into());
                 }

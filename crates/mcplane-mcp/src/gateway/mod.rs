@@ -10,6 +10,7 @@
 pub mod apps;
 pub mod catalog;
 pub mod curation;
+pub mod list_cache;
 mod methods;
 mod modern;
 mod sources;
@@ -31,11 +32,6 @@ use tokio::sync::mpsc;
 /// Messages buffered per relayed call (progress, logs) before the upstream side waits.
 const RELAY_CAPACITY: usize = 64;
 
-struct Cached {
-    generation: u64,
-    fetched: Arc<Fetched>,
-}
-
 struct CachedView {
     inputs: sources::SourceKey,
     view: Arc<View>,
@@ -47,7 +43,9 @@ pub struct Gateway {
     names: Vec<String>,
     naming: NamingConfig,
     fail_mode: FailMode,
-    lists: Mutex<HashMap<(usize, ListKind), Cached>>,
+    lists: list_cache::ListCache,
+    /// Throttles the `list_changed` notifications passed on to clients.
+    announcements: Arc<list_cache::Coalescer>,
     views: Mutex<HashMap<ListKind, CachedView>>,
     epoch: AtomicU64,
     sessions: Mutex<HashMap<String, Weak<Session>>>,
@@ -108,7 +106,8 @@ impl Gateway {
             upstreams,
             naming: config.naming.clone(),
             fail_mode: config.on_upstream_failure,
-            lists: Mutex::new(HashMap::new()),
+            lists: list_cache::ListCache::default(),
+            announcements: Arc::default(),
             views: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(1),
             sessions: Mutex::new(HashMap::new()),
@@ -447,13 +446,16 @@ impl Gateway {
                     tracing::debug!(server = %event.server, "progress for a finished request dropped");
                 }
                 m if !ListKind::from_list_changed(m).is_empty() => {
-                    if let Ok(mut lists) = self.lists.lock() {
-                        for kind in ListKind::from_list_changed(m) {
-                            lists.remove(&(i, *kind));
-                        }
+                    let kinds = ListKind::from_list_changed(m);
+                    for kind in kinds {
+                        self.lists.invalidate(i, *kind);
                     }
-                    self.broadcast(m, None);
-                    self.listeners.list_changed(m);
+                    let method = kinds[0].list_changed();
+                    let this = self.clone();
+                    self.announcements.announce(method, move || {
+                        this.broadcast(method, None);
+                        this.listeners.list_changed(method);
+                    });
                 }
                 "notifications/resources/updated" => {
                     let mut params = params;

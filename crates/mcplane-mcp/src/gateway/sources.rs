@@ -58,8 +58,9 @@ impl Sources {
 }
 
 impl Gateway {
-    /// Upstream `i`'s whole list of `kind`, cached until it reconnects or says the list changed;
-    /// `None` when it does not serve that kind.
+    /// Upstream `i`'s whole list of `kind`, cached until it reconnects or says the list changed
+    /// (one fetch at a time, however many ask: see [`super::list_cache`]); `None` when it does not
+    /// serve that kind.
     async fn fetch_one(
         &self,
         i: usize,
@@ -75,25 +76,10 @@ impl Gateway {
         if !self.has_capability(i, kind.capability()) {
             return Ok(None);
         }
-        let generation = up.generation();
-        let cached = self.lists.lock().ok().and_then(|l| {
-            l.get(&(i, kind))
-                .filter(|c| c.generation == generation)
-                .map(|c| c.fetched.clone())
-        });
-        if let Some(f) = cached {
-            return Ok(Some(f));
-        }
-        let fetched = Arc::new(self.fetch_all(i, kind).await?);
-        if let Ok(mut l) = self.lists.lock() {
-            l.insert(
-                (i, kind),
-                super::Cached {
-                    generation,
-                    fetched: fetched.clone(),
-                },
-            );
-        }
+        let fetched = self
+            .lists
+            .get(i, kind, up.generation(), || self.fetch_all(i, kind))
+            .await?;
         Ok(Some(fetched))
     }
 
