@@ -35,12 +35,18 @@ struct Flight {
     result: Arc<OnceCell<Outcome>>,
 }
 
+struct Cached {
+    /// The upstream connection generation it was fetched on.
+    generation: u64,
+    fetched_at: Instant,
+    fetched: Arc<Fetched>,
+}
+
 #[derive(Default)]
 struct Slot {
     /// Bumped by every announced change.
     version: u64,
-    /// The list and the upstream connection generation it was fetched on.
-    cached: Option<(u64, Arc<Fetched>)>,
+    cached: Option<Cached>,
     flight: Option<Flight>,
 }
 
@@ -55,13 +61,13 @@ impl ListCache {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The list of `kind` of upstream `i` on connection `generation`: cached, or joined to the
-    /// fetch in flight, or fetched with `fetch`.
+    /// The list of `kind` of upstream `i` on connection `generation`: cached (if younger than
+    /// `ttl`, when given), or joined to the fetch in flight, or fetched with `fetch`.
     pub async fn get<F, Fut>(
         &self,
-        i: usize,
-        kind: ListKind,
+        (i, kind): (usize, ListKind),
         generation: u64,
+        ttl: Option<Duration>,
         fetch: F,
     ) -> Result<Arc<Fetched>, UpstreamError>
     where
@@ -71,10 +77,11 @@ impl ListCache {
         let (version, cell) = {
             let mut slots = self.slots();
             let slot = slots.entry((i, kind)).or_default();
-            if let Some((g, fetched)) = &slot.cached
-                && *g == generation
+            if let Some(c) = &slot.cached
+                && c.generation == generation
+                && ttl.is_none_or(|ttl| c.fetched_at.elapsed() < ttl)
             {
-                return Ok(fetched.clone());
+                return Ok(c.fetched.clone());
             }
             match &slot.flight {
                 Some(f) if f.version == slot.version && f.generation == generation => {
@@ -92,6 +99,7 @@ impl ListCache {
             }
         };
         // If the caller running `fetch` goes away, a waiting caller runs its own.
+        let started = Instant::now();
         let outcome = cell
             .get_or_init(|| async { fetch().await.map(Arc::new) })
             .await
@@ -108,7 +116,11 @@ impl ListCache {
             if let Ok(fetched) = &outcome
                 && slot.version == version
             {
-                slot.cached = Some((generation, fetched.clone()));
+                slot.cached = Some(Cached {
+                    generation,
+                    fetched_at: started,
+                    fetched: fetched.clone(),
+                });
             }
         }
         outcome
@@ -202,7 +214,7 @@ mod tests {
             let (cache, fetches, mut gate) = (cache.clone(), fetches.clone(), gate.clone());
             callers.push(tokio::spawn(async move {
                 cache
-                    .get(0, ListKind::Tools, 1, || async move {
+                    .get((0, ListKind::Tools), 1, None, || async move {
                         fetches.fetch_add(1, Ordering::SeqCst);
                         let _ = gate.wait_for(|open| *open).await;
                         Ok(list("a"))
@@ -218,7 +230,7 @@ mod tests {
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
         // Cached now: no fetch at all.
         let again = cache
-            .get(0, ListKind::Tools, 1, || async { panic!("cached") })
+            .get((0, ListKind::Tools), 1, None, || async { panic!("cached") })
             .await
             .unwrap();
         assert_eq!(again.pages[0][0]["name"], "a");
@@ -232,7 +244,7 @@ mod tests {
             let (cache, mut gate) = (cache.clone(), gate.clone());
             tokio::spawn(async move {
                 cache
-                    .get(0, ListKind::Tools, 1, || async move {
+                    .get((0, ListKind::Tools), 1, None, || async move {
                         let _ = gate.wait_for(|open| *open).await;
                         Ok(list("old"))
                     })
@@ -244,7 +256,7 @@ mod tests {
         go.send(true).unwrap();
         assert_eq!(early.await.unwrap().unwrap().pages[0][0]["name"], "old");
         let late = cache
-            .get(0, ListKind::Tools, 1, || async { Ok(list("new")) })
+            .get((0, ListKind::Tools), 1, None, || async { Ok(list("new")) })
             .await
             .unwrap();
         assert_eq!(
@@ -261,18 +273,38 @@ mod tests {
             reason: "down".into(),
         };
         let failed = cache
-            .get(0, ListKind::Tools, 1, || async { Err(err.clone()) })
+            .get((0, ListKind::Tools), 1, None, || async { Err(err.clone()) })
             .await;
         assert_eq!(failed.unwrap_err(), err);
         cache
-            .get(0, ListKind::Tools, 1, || async { Ok(list("a")) })
+            .get((0, ListKind::Tools), 1, None, || async { Ok(list("a")) })
             .await
             .unwrap();
         let reconnected = cache
-            .get(0, ListKind::Tools, 2, || async { Ok(list("b")) })
+            .get((0, ListKind::Tools), 2, None, || async { Ok(list("b")) })
             .await
             .unwrap();
         assert_eq!(reconnected.pages[0][0]["name"], "b");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ttl_bounds_how_long_a_list_is_served() {
+        let cache = ListCache::default();
+        let ttl = Some(Duration::from_secs(5));
+        let get = |name: &'static str| {
+            cache.get((0, ListKind::Tools), 1, ttl, move || async move {
+                Ok(list(name))
+            })
+        };
+        get("a").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(get("b").await.unwrap().pages[0][0]["name"], "a");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(get("c").await.unwrap().pages[0][0]["name"], "c");
+        let never = cache.get((0, ListKind::Tools), 1, Some(Duration::ZERO), || async {
+            Ok(list("d"))
+        });
+        assert_eq!(never.await.unwrap().pages[0][0]["name"], "d");
     }
 
     #[tokio::test(start_paused = true)]

@@ -78,7 +78,9 @@ impl Gateway {
         }
         let fetched = self
             .lists
-            .get(i, kind, up.generation(), || self.fetch_all(i, kind))
+            .get((i, kind), up.generation(), up.config().list_ttl, || {
+                self.fetch_all(i, kind)
+            })
             .await?;
         Ok(Some(fetched))
     }
