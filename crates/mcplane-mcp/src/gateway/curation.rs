@@ -23,6 +23,7 @@ use super::catalog::{self, ListKind, Shape, View};
 use super::methods::{self, Catalogue, not_found, unknown};
 use super::sources::SourceKey;
 use crate::jsonrpc::{Message, RpcError};
+use crate::param_headers::ParamHeader;
 use crate::server::{CacheHints, Listening, RequestContext, Service, Session};
 use crate::upstream::UpstreamState;
 use arc_swap::ArcSwap;
@@ -490,6 +491,10 @@ impl Service for Curated {
         params: Option<Value>,
     ) -> Result<Value, RpcError> {
         methods::serve(self, cx, method, params).await
+    }
+
+    async fn param_headers(&self, name: &str) -> Option<Arc<Vec<ParamHeader>>> {
+        methods::param_headers(self, name).await
     }
 
     async fn notification(&self, session: &Arc<Session>, method: &str, params: Option<Value>) {

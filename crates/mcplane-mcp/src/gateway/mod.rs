@@ -16,6 +16,7 @@ mod modern;
 mod sources;
 
 use crate::jsonrpc::{Kind, Message, RpcError, UPSTREAM_UNAVAILABLE};
+use crate::param_headers::ParamHeader;
 use crate::protocol;
 use crate::server::{CacheHints, Listening, RequestContext, Service, Session};
 use crate::upstream::{RelatedSink, Upstream, UpstreamError, UpstreamEvent, UpstreamState};
@@ -712,6 +713,10 @@ impl Service for Gateway {
         params: Option<Value>,
     ) -> Result<Value, RpcError> {
         methods::serve(self, cx, method, params).await
+    }
+
+    async fn param_headers(&self, name: &str) -> Option<Arc<Vec<ParamHeader>>> {
+        methods::param_headers(self, name).await
     }
 
     fn session_closed(&self, session: &Session) {
