@@ -162,10 +162,7 @@ impl Gateway {
     }
 
     fn has_capability(&self, i: usize, capability: &str) -> bool {
-        self.upstreams[i]
-            .init_result()
-            .and_then(|r| r.get("capabilities")?.get(capability).cloned())
-            .is_some_and(|c| !c.is_null())
+        self.upstreams[i].has_capability(capability)
     }
 
     /// The merged view of one kind, fetching what is missing or stale.

@@ -113,16 +113,23 @@ impl Gateway {
 
     /// The lists a view of `kind` is built from.
     pub(crate) async fn sources(&self, kind: ListKind) -> Result<Sources, RpcError> {
-        let lists = self.fetch_every(kind, true).await?;
+        // Tools and resources link through `ui://` URIs: the other list is fetched alongside.
+        let companion = match kind {
+            ListKind::Tools => Some(ListKind::Resources),
+            ListKind::Resources => Some(ListKind::Tools),
+            ListKind::Prompts | ListKind::Templates => None,
+        };
+        let (lists, other) = futures::future::join(self.fetch_every(kind, true), async {
+            match companion {
+                Some(c) => self.fetch_every(c, false).await,
+                None => Ok(Vec::new()),
+            }
+        })
+        .await;
+        let (lists, other) = (lists?, other?);
         let (tools, resources) = match kind {
-            ListKind::Tools => (
-                lists.clone(),
-                self.fetch_every(ListKind::Resources, false).await?,
-            ),
-            ListKind::Resources => (
-                self.fetch_every(ListKind::Tools, false).await?,
-                lists.clone(),
-            ),
+            ListKind::Tools => (lists.clone(), other),
+            ListKind::Resources => (other, lists.clone()),
             ListKind::Prompts | ListKind::Templates => (Vec::new(), Vec::new()),
         };
         Ok(Sources {
