@@ -127,7 +127,10 @@ pub struct PolicySet {
 impl std::fmt::Debug for PolicySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicySet")
-            .field("rules", &self.rules.iter().map(|r| &r.name).collect::<Vec<_>>())
+            .field(
+                "rules",
+                &self.rules.iter().map(|r| &r.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -150,12 +153,12 @@ impl PolicySet {
                 continue;
             }
             let when = match &spec.when {
-                Some(source) => Some(Program::compile(source).map_err(|e| {
-                    PolicyError::Compile {
+                Some(source) => {
+                    Some(Program::compile(source).map_err(|e| PolicyError::Compile {
                         path: format!("{at}[{i}].when"),
                         message: e.to_string(),
-                    }
-                })?),
+                    })?)
+                }
                 None => None,
             };
             let mut rule = Rule {
@@ -260,7 +263,9 @@ impl PolicySet {
             }
             decision.redact.extend(rule.redact.iter().cloned());
             if let Some(log) = rule.log
-                && decision.log.is_none_or(|d| detail_rank(log) > detail_rank(d))
+                && decision
+                    .log
+                    .is_none_or(|d| detail_rank(log) > detail_rank(d))
             {
                 decision.log = Some(log);
             }
@@ -382,7 +387,8 @@ mod tests {
 
     #[test]
     fn no_rules_allow_everything() {
-        let d = PolicySet::default().decide(&who(&[]), &model("m", 1), &RequestAttributes::default());
+        let d =
+            PolicySet::default().decide(&who(&[]), &model("m", 1), &RequestAttributes::default());
         assert!(d.allowed());
         assert!(d.matched.is_empty());
     }
@@ -409,13 +415,23 @@ mod tests {
                 reason: "denied by policy no-destructive-tools-for-interns".into()
             }
         );
-        let read_only = tool("cat", json!({"readOnlyHint": true, "destructiveHint": false}));
-        assert!(set.decide(&intern, &read_only, &env("prod", None)).allowed());
+        let read_only = tool(
+            "cat",
+            json!({"readOnlyHint": true, "destructiveHint": false}),
+        );
+        assert!(
+            set.decide(&intern, &read_only, &env("prod", None))
+                .allowed()
+        );
         // A model call has no `operation.tool`: the tool rule does not apply to it.
         let d = set.decide(&intern, &model("gpt-4o", 10), &env("prod", Some("pii")));
         assert!(d.allowed());
         assert_eq!(d.route_to, None, "interns are not analysts");
-        let d = set.decide(&who(&["analyst"]), &model("gpt-4o", 10), &env("prod", Some("pii")));
+        let d = set.decide(
+            &who(&["analyst"]),
+            &model("gpt-4o", 10),
+            &env("prod", Some("pii")),
+        );
         assert!(d.allowed());
         assert_eq!(d.route_to, Some(vec!["private-llama".to_string()]));
         assert_eq!(d.log, Some(LogDetail::Full));
@@ -443,7 +459,10 @@ mod tests {
         let d = set.decide(&ds, &model("gpt-4o", 10_000), &env("dev", Some("pii")));
         assert!(d.allowed());
         assert_eq!(d.approval.as_deref(), Some("pii-sensitive-routing"));
-        assert_eq!(d.route_to, Some(vec!["privacy-compliant-models".to_string()]));
+        assert_eq!(
+            d.route_to,
+            Some(vec!["privacy-compliant-models".to_string()])
+        );
         let d = set.decide(&ds, &model("gpt-4o", 60_000), &env("dev", None));
         assert_eq!(
             d.effect,
@@ -476,7 +495,11 @@ mod tests {
         );
         let d = set.decide(&who(&["admin"]), &tool("rm", json!({})), &env("prod", None));
         assert!(d.allowed());
-        assert_eq!(d.log, Some(LogDetail::Metadata), "later obligations still attach");
+        assert_eq!(
+            d.log,
+            Some(LogDetail::Metadata),
+            "later obligations still attach"
+        );
         let d = set.decide(&who(&["dev"]), &tool("rm", json!({})), &env("prod", None));
         assert!(matches!(d.effect, Effect::Deny { ref rule, .. } if rule == "default-deny"));
         assert_eq!(d.matched, vec!["log-everything", "default-deny"]);
@@ -495,12 +518,21 @@ mod tests {
         assert!(matches!(d.effect, Effect::Deny { ref rule, ref reason }
             if rule == "nonsense" && reason.contains("could not be evaluated")));
         let not_bool = rules("- { name: nb, when: '1 + 1', then: allow }");
-        assert!(!not_bool.decide(&who(&[]), &model("m", 1), &env("prod", None)).allowed());
-        let specs: Vec<PolicySpec> =
-            serde_yaml_ng::from_str("- { name: x, then: allow }\n- { name: bad, when: 'a ==', then: deny }")
-                .unwrap();
+        assert!(
+            !not_bool
+                .decide(&who(&[]), &model("m", 1), &env("prod", None))
+                .allowed()
+        );
+        let specs: Vec<PolicySpec> = serde_yaml_ng::from_str(
+            "- { name: x, then: allow }\n- { name: bad, when: 'a ==', then: deny }",
+        )
+        .unwrap();
         let err = PolicySet::compile(&specs, "policies").unwrap_err();
-        assert!(err.to_string().starts_with("policies[1].when: not a valid CEL expression"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("policies[1].when: not a valid CEL expression"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -121,7 +121,10 @@ impl Operation {
         match self {
             Operation::CallTool { tool, arguments } => {
                 o.insert("server".into(), tool.server.clone().into());
-                o.insert("tool".into(), serde_json::to_value(tool).unwrap_or_default());
+                o.insert(
+                    "tool".into(),
+                    serde_json::to_value(tool).unwrap_or_default(),
+                );
                 o.insert("arguments".into(), arguments.clone());
             }
             Operation::GetPrompt { server, name } => {
@@ -139,10 +142,7 @@ impl Operation {
             } => {
                 o.insert("model".into(), model.clone().into());
                 o.insert("estimated_tokens".into(), (*estimated_tokens).into());
-                o.insert(
-                    "estimated_cost_usd".into(),
-                    estimated_cost.to_usd().into(),
-                );
+                o.insert("estimated_cost_usd".into(), estimated_cost.to_usd().into());
             }
             Operation::Embed {
                 model,
