@@ -72,6 +72,8 @@ pub enum Effect {
 pub struct Decision {
     /// Allow or deny.
     pub effect: Effect,
+    /// The rule that decided the effect (`None`: no rule said allow or deny; allowed).
+    pub decided_by: Option<String>,
     /// The rules that applied, in order.
     pub matched: Vec<String>,
     /// The rule that requires human approval first, if any.
@@ -90,6 +92,7 @@ impl Decision {
     fn allow() -> Decision {
         Decision {
             effect: Effect::Allow,
+            decided_by: None,
             matched: Vec::new(),
             approval: None,
             route_to: None,
@@ -221,7 +224,6 @@ impl PolicySet {
                 return decision;
             }
         };
-        let mut decided = false;
         for rule in &self.rules {
             let applies = match &rule.when {
                 None => true,
@@ -243,8 +245,10 @@ impl PolicySet {
                 continue;
             }
             decision.matched.push(rule.name.clone());
-            if !decided && let Some(allow) = rule.effect {
-                decided = true;
+            if decision.decided_by.is_none()
+                && let Some(allow) = rule.effect
+            {
+                decision.decided_by = Some(rule.name.clone());
                 if !allow {
                     decision.effect = Effect::Deny {
                         rule: rule.name.clone(),
@@ -300,6 +304,7 @@ fn as_cel<T: Serialize>(value: &T) -> Result<cel::Value, String> {
 
 fn deny_error(mut decision: Decision, rule: &Rule, why: &str) -> Decision {
     tracing::warn!(policy = %rule.name, "policy condition failed; denying: {why}");
+    decision.decided_by = Some(rule.name.clone());
     decision.effect = Effect::Deny {
         rule: rule.name.clone(),
         reason: format!(
@@ -312,13 +317,13 @@ fn deny_error(mut decision: Decision, rule: &Rule, why: &str) -> Decision {
 
 /// A JSON rendering of a decision, for `mcplane policy test` and logs.
 pub fn decision_json(d: &Decision) -> Value {
-    let (effect, rule, reason) = match &d.effect {
-        Effect::Allow => ("allow", None, None),
-        Effect::Deny { rule, reason } => ("deny", Some(rule.clone()), Some(reason.clone())),
+    let (effect, reason) = match &d.effect {
+        Effect::Allow => ("allow", None),
+        Effect::Deny { reason, .. } => ("deny", Some(reason.clone())),
     };
     serde_json::json!({
         "effect": effect,
-        "deciding_rule": rule,
+        "deciding_rule": d.decided_by,
         "reason": reason,
         "matched": d.matched,
         "require_approval": d.approval,
@@ -495,6 +500,7 @@ mod tests {
         );
         let d = set.decide(&who(&["admin"]), &tool("rm", json!({})), &env("prod", None));
         assert!(d.allowed());
+        assert_eq!(d.decided_by.as_deref(), Some("admins-anything"));
         assert_eq!(
             d.log,
             Some(LogDetail::Metadata),

@@ -85,7 +85,9 @@ fn credentials<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<Credentials<'a>,
         )
     })?;
     match text.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Credentials::Bearer(token.trim()))
         }
         _ => Err(AuthFailure::unauthorized(
@@ -104,10 +106,13 @@ pub async fn principal(
     let credentials = credentials(headers, uri)?;
     match auth.authenticate(credentials).await {
         Ok(p) => Ok(Arc::new(p)),
-        Err(AuthError::Missing) => Err(AuthFailure::unauthorized(None, AuthError::Missing.to_string())),
-        Err(e @ (AuthError::Malformed(_) | AuthError::InvalidToken(_))) => {
-            Err(AuthFailure::unauthorized(Some("invalid_token"), e.to_string()))
-        }
+        Err(AuthError::Missing) => Err(AuthFailure::unauthorized(
+            None,
+            AuthError::Missing.to_string(),
+        )),
+        Err(e @ (AuthError::Malformed(_) | AuthError::InvalidToken(_))) => Err(
+            AuthFailure::unauthorized(Some("invalid_token"), e.to_string()),
+        ),
         Err(e @ AuthError::KeysUnavailable(_)) => Err(AuthFailure {
             status: StatusCode::SERVICE_UNAVAILABLE,
             kind: ErrorKind::UpstreamUnavailable,
@@ -148,22 +153,44 @@ mod tests {
 
     #[tokio::test]
     async fn credentials_in_the_url_are_refused_whatever_else() {
-        for q in ["/mcp?access_token=abc", "/v1/models?x=1&API_KEY=k", "/mcp?token"] {
+        for q in [
+            "/mcp?access_token=abc",
+            "/v1/models?x=1&API_KEY=k",
+            "/mcp?token",
+        ] {
             let err = principal(&open(), &headers(&[]), &q.parse().unwrap())
                 .await
                 .unwrap_err();
             assert_eq!(err.status, StatusCode::BAD_REQUEST, "{q}");
-            assert!(err.message.contains("Authorization header"), "{}", err.message);
+            assert!(
+                err.message.contains("Authorization header"),
+                "{}",
+                err.message
+            );
         }
-        let ok = principal(&open(), &headers(&[]), &"/mcp?tokens_used=1".parse().unwrap()).await;
-        assert!(ok.is_ok(), "a parameter that merely starts like one is fine");
+        let ok = principal(
+            &open(),
+            &headers(&[]),
+            &"/mcp?tokens_used=1".parse().unwrap(),
+        )
+        .await;
+        assert!(
+            ok.is_ok(),
+            "a parameter that merely starts like one is fine"
+        );
     }
 
     #[tokio::test]
     async fn malformed_authorization_headers_get_a_challenge_naming_the_problem() {
         for (h, says) in [
-            (vec![("authorization", "Basic dXNlcjpwYXNz")], "must be `Bearer <token>`"),
-            (vec![("authorization", "Bearer ")], "must be `Bearer <token>`"),
+            (
+                vec![("authorization", "Basic dXNlcjpwYXNz")],
+                "must be `Bearer <token>`",
+            ),
+            (
+                vec![("authorization", "Bearer ")],
+                "must be `Bearer <token>`",
+            ),
             (
                 vec![("authorization", "Bearer a"), ("authorization", "Bearer b")],
                 "more than one",
@@ -175,7 +202,12 @@ mod tests {
             assert_eq!(err.status, StatusCode::UNAUTHORIZED);
             assert!(err.message.contains(says), "{}", err.message);
             let challenge = err.challenge.unwrap();
-            assert!(challenge.to_str().unwrap().starts_with("Bearer error=\"invalid_request\""));
+            assert!(
+                challenge
+                    .to_str()
+                    .unwrap()
+                    .starts_with("Bearer error=\"invalid_request\"")
+            );
         }
     }
 
