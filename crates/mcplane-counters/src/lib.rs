@@ -1,6 +1,8 @@
-//! Implementations of `mcplane_core::limits::Counters`: [`MemoryCounters`] for one replica.
-//! (Redis-backed counters, shared by replicas, come with the replicas work.)
+//! Implementations of `mcplane_core::limits::Counters`: [`MemoryCounters`] for one replica,
+//! [`RedisCounters`] shared by several.
 
 mod memory;
+mod redis;
 
 pub use memory::MemoryCounters;
+pub use redis::{GAUGE_TTL, RedisCounters};

@@ -4,8 +4,10 @@
 //!   conformance suite's server scenarios call, to run the suite against any transport.
 //! - [`http`]: serves a fixture service over mcplane's HTTP transports on a real socket.
 //! - [`jwt`]: a test identity provider: signing keys, their JWKS, and tokens with any claims.
+//! - [`redis`]: a throwaway Redis server.
 
 pub mod conformance;
 pub mod http;
 pub mod jwt;
 pub mod mock_llm;
+pub mod redis;
