@@ -88,6 +88,12 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     /// Model routing (defaults when `routing` is absent).
     pub routing: RoutingConfig,
+    /// Authentication (`None`: no `auth:` section, every caller is anonymous).
+    pub auth: Option<AuthSpec>,
+    /// The tenant tree and its rate limits.
+    pub tenants: Option<TenantsSpec>,
+    /// Policy rules, in order (validated; conditions are compiled by the policy engine).
+    pub policies: Vec<PolicySpec>,
     /// Sections validated but not active yet (each reported as a [`Notice`]).
     pub pending: PendingSections,
 }

@@ -25,9 +25,9 @@ pub struct ConfigSpec {
     pub server: Option<ServerSpec>,
     /// Persistence (`sqlite://…`, `postgres://…`) and `redis` for replicas. Not active yet.
     pub store: Option<StoreSpec>,
-    /// API keys, JWT/OIDC issuers and OAuth resource metadata. Not active yet.
+    /// API keys, JWT/OIDC issuers and OAuth resource metadata.
     pub auth: Option<AuthSpec>,
-    /// Org → team → project tree. Not active yet.
+    /// Org → team → project tree, with rate limits per level.
     pub tenants: Option<TenantsSpec>,
     /// The MCP gateway face.
     pub mcp: Option<McpSpec>,
@@ -35,7 +35,7 @@ pub struct ConfigSpec {
     pub models: Option<Vec<ModelSpec>>,
     /// Model routing: score weights, aliases, retries, circuit breaking, time limits.
     pub routing: Option<RoutingSpec>,
-    /// Policy rules, evaluated for every operation of both faces. Not active yet.
+    /// Policy rules, evaluated for every operation of both faces.
     pub policies: Option<Vec<PolicySpec>>,
     /// Spending limits. Not active yet.
     pub budgets: Option<Vec<BudgetSpec>>,
@@ -53,12 +53,6 @@ pub struct ConfigSpec {
 pub struct PendingSections {
     /// `store`.
     pub store: Option<StoreSpec>,
-    /// `auth`.
-    pub auth: Option<AuthSpec>,
-    /// `tenants`.
-    pub tenants: Option<TenantsSpec>,
-    /// `policies`.
-    pub policies: Option<Vec<PolicySpec>>,
     /// `budgets`.
     pub budgets: Option<Vec<BudgetSpec>>,
     /// `cache`.
@@ -147,9 +141,6 @@ impl ConfigSpec {
         let mut inactive_notices = Vec::new();
         let inactive = [
             ("store", store.is_some(), "persistence"),
-            ("auth", auth.is_some(), "authentication"),
-            ("tenants", tenants.is_some(), "tenancy"),
-            ("policies", policies.is_some(), "policy"),
             ("budgets", budgets.is_some(), "budgets"),
             ("cache", cache.is_some(), "caching"),
             ("guardrails", guardrails.is_some(), "guardrails"),
@@ -164,6 +155,14 @@ impl ConfigSpec {
                     ),
                 });
             }
+        }
+        if auth.as_ref().is_some_and(|a| a.api_keys != Some(false)) {
+            inactive_notices.push(Notice {
+                path: "auth.api_keys".into(),
+                message: "accepted but not active yet: this build of mcplane authenticates JWTs \
+                          only (set `api_keys: false` to silence this)"
+                    .into(),
+            });
         }
         notices.splice(0..0, inactive_notices);
         for vs in &mcp.virtual_servers {
@@ -181,11 +180,11 @@ impl ConfigSpec {
             mcp,
             models,
             routing,
+            auth,
+            tenants,
+            policies: policies.unwrap_or_default(),
             pending: PendingSections {
                 store,
-                auth,
-                tenants,
-                policies,
                 budgets,
                 cache,
                 guardrails,

@@ -482,11 +482,11 @@ fn secrets_never_reach_errors_or_debug() {
 }
 
 #[test]
-fn inactive_sections_parse_into_typed_specs_and_are_reported() {
+fn tenants_are_active_and_inactive_sections_are_reported() {
     let yaml = "tenants: { orgs: [{ id: acme, teams: [{ id: payments, projects: [bot, { id: app, limits: { requests_per_minute: 60 } }] }] }] }\n\
                 budgets: [{ scope: 'org:acme', monthly_usd: 10, alert_at: [0.5, 0.9], windows: [{ every: 7d, usd: 3 }] }]\n";
     let loaded = parse(yaml, &env).unwrap();
-    let t = loaded.config.pending.tenants.as_ref().unwrap();
+    let t = loaded.config.tenants.as_ref().unwrap();
     let projects = t.orgs.as_ref().unwrap()[0].teams.as_ref().unwrap()[0]
         .projects
         .as_ref()
@@ -496,7 +496,11 @@ fn inactive_sections_parse_into_typed_specs_and_are_reported() {
     let b = &loaded.config.pending.budgets.as_ref().unwrap()[0];
     assert_eq!(b.alert_at.as_ref().unwrap().thresholds(), [0.5, 0.9]);
     let paths: Vec<_> = loaded.notices.iter().map(|n| n.path.as_str()).collect();
-    assert_eq!(paths, ["tenants", "budgets"]);
+    assert_eq!(
+        paths,
+        ["budgets"],
+        "tenants (with their rate limits) are active"
+    );
 }
 
 #[test]

@@ -96,6 +96,8 @@ struct Issuer {
 pub struct Authenticator {
     issuers: Vec<Issuer>,
     allow_anonymous: bool,
+    /// No `auth:` section: nobody is authenticated, credentials are ignored.
+    open: bool,
     source: Arc<dyn JwksSource>,
 }
 
@@ -130,6 +132,17 @@ fn algorithm(a: JwtAlgorithm) -> Algorithm {
 }
 
 impl Authenticator {
+    /// Everyone is anonymous and credentials are ignored (no `auth:` section; clients such as
+    /// the OpenAI SDK always send some key).
+    pub fn open(source: Arc<dyn JwksSource>) -> Authenticator {
+        Authenticator {
+            issuers: Vec::new(),
+            allow_anonymous: true,
+            open: true,
+            source,
+        }
+    }
+
     /// An authenticator for `spec` (`None`: no `auth:` section, everyone is anonymous).
     /// `read_file` reads `jwks_file`s; `source` fetches `jwks_url`s when first needed.
     pub fn new(
@@ -138,11 +151,7 @@ impl Authenticator {
         source: Arc<dyn JwksSource>,
     ) -> Result<Authenticator, AuthConfigError> {
         let Some(spec) = spec else {
-            return Ok(Authenticator {
-                issuers: Vec::new(),
-                allow_anonymous: true,
-                source,
-            });
+            return Ok(Authenticator::open(source));
         };
         let mut issuers = Vec::new();
         for (i, j) in spec.jwt.iter().flatten().enumerate() {
@@ -193,6 +202,7 @@ impl Authenticator {
         Ok(Authenticator {
             issuers,
             allow_anonymous: spec.allow_anonymous.unwrap_or(false),
+            open: false,
             source,
         })
     }
@@ -205,6 +215,7 @@ impl Authenticator {
     /// The principal behind `credentials`.
     pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Principal, AuthError> {
         match credentials {
+            _ if self.open => Ok(Principal::anonymous()),
             Credentials::None if self.allow_anonymous => Ok(Principal::anonymous()),
             Credentials::None => Err(AuthError::Missing),
             Credentials::Bearer(token) => self.jwt(token).await,

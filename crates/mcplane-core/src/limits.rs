@@ -93,6 +93,15 @@ pub enum LimitError {
     Unavailable(CountersError),
 }
 
+/// What one admission charges.
+#[derive(Debug, Clone, Copy)]
+enum Dimension {
+    /// A request: requests per minute and in flight.
+    Requests,
+    /// Estimated model tokens: tokens per minute.
+    Tokens(u64),
+}
+
 /// The limits of one tenant level.
 #[derive(Debug, Clone)]
 struct Level {
@@ -137,6 +146,11 @@ impl Admitted {
             token_keys: Vec::new(),
             estimated_tokens: 0,
         }
+    }
+
+    /// Whether it holds in-flight counts (released when it is dropped).
+    pub fn holds_in_flight(&self) -> bool {
+        !self.gauges.is_empty()
     }
 
     /// Corrects the tokens charged on admission (the estimate) to `actual`.
@@ -235,46 +249,75 @@ impl Limits {
         .collect()
     }
 
-    /// Admits one request of `principal` estimated at `tokens` model tokens (0 for anything that
-    /// is not a model call), or says which limit it hits.
-    pub async fn admit(&self, principal: &Principal, tokens: u64) -> Result<Admitted, LimitError> {
+    /// Admits one request of `principal` under the requests-per-minute and in-flight limits of
+    /// its levels, or says which limit it hits.
+    pub async fn admit(&self, principal: &Principal) -> Result<Admitted, LimitError> {
+        self.charge(principal, Dimension::Requests).await
+    }
+
+    /// Admits `tokens` estimated model tokens of `principal` under the tokens-per-minute limits
+    /// of its levels (corrected later by [`Admitted::settle_tokens`]).
+    pub async fn admit_tokens(
+        &self,
+        principal: &Principal,
+        tokens: u64,
+    ) -> Result<Admitted, LimitError> {
+        self.charge(principal, Dimension::Tokens(tokens)).await
+    }
+
+    async fn charge(
+        &self,
+        principal: &Principal,
+        dimension: Dimension,
+    ) -> Result<Admitted, LimitError> {
         let levels = self.levels(principal);
-        if levels.is_empty() {
+        let tokens = match dimension {
+            Dimension::Tokens(t) => t,
+            Dimension::Requests => 0,
+        };
+        if levels.is_empty() || (matches!(dimension, Dimension::Tokens(_)) && tokens == 0) {
             return Ok(Admitted::none(self.counters.clone()));
         }
         let mut charges = Vec::new();
         let mut meta = Vec::new();
         for level in levels {
             let s = &level.spec;
-            if let Some(rpm) = s.requests_per_minute {
-                charges.push(Charge {
-                    key: format!("rpm:{}", level.scope),
-                    amount: 1,
-                    limit: u64::from(rpm),
-                    window: Some(WINDOW),
-                });
-                meta.push((level, "requests", "requests per minute"));
+            match dimension {
+                Dimension::Requests => {
+                    if let Some(rpm) = s.requests_per_minute {
+                        charges.push(Charge {
+                            key: format!("rpm:{}", level.scope),
+                            amount: 1,
+                            limit: u64::from(rpm),
+                            window: Some(WINDOW),
+                        });
+                        meta.push((level, "requests", "requests per minute"));
+                    }
+                    if let Some(c) = s.concurrent {
+                        charges.push(Charge {
+                            key: format!("inflight:{}", level.scope),
+                            amount: 1,
+                            limit: u64::from(c),
+                            window: None,
+                        });
+                        meta.push((level, "concurrent", "requests in flight"));
+                    }
+                }
+                Dimension::Tokens(_) => {
+                    if let Some(tpm) = s.tokens_per_minute {
+                        charges.push(Charge {
+                            key: format!("tpm:{}", level.scope),
+                            amount: tokens,
+                            limit: tpm,
+                            window: Some(WINDOW),
+                        });
+                        meta.push((level, "tokens", "tokens per minute"));
+                    }
+                }
             }
-            if let Some(tpm) = s.tokens_per_minute
-                && tokens > 0
-            {
-                charges.push(Charge {
-                    key: format!("tpm:{}", level.scope),
-                    amount: tokens,
-                    limit: tpm,
-                    window: Some(WINDOW),
-                });
-                meta.push((level, "tokens", "tokens per minute"));
-            }
-            if let Some(c) = s.concurrent {
-                charges.push(Charge {
-                    key: format!("inflight:{}", level.scope),
-                    amount: 1,
-                    limit: u64::from(c),
-                    window: None,
-                });
-                meta.push((level, "concurrent", "requests in flight"));
-            }
+        }
+        if charges.is_empty() {
+            return Ok(Admitted::none(self.counters.clone()));
         }
         match self.counters.admit(&charges).await {
             Ok(Admission::Admitted(_)) => Ok(Admitted {

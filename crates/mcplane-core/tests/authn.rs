@@ -186,12 +186,30 @@ async fn the_bad_token_catalogue_is_refused_with_a_reason() {
 }
 
 #[tokio::test]
-async fn no_auth_section_means_anonymous_and_a_token_has_nowhere_to_go() {
+async fn no_auth_section_means_anonymous_whatever_the_credentials() {
     let auth = Authenticator::new(None, &|_| unreachable!(), Arc::new(Idp::default())).unwrap();
     assert!(auth.allows_anonymous());
-    let p = auth.authenticate(Credentials::None).await.unwrap();
-    assert_eq!(p.kind, PrincipalKind::Anonymous);
-    rejected(&auth, &token(&claims("ada")), "no token issuer is trusted").await;
+    for c in [
+        Credentials::None,
+        Credentials::Bearer("sk-anything"),
+        Credentials::Bearer("a.b.c"),
+    ] {
+        let p = auth.authenticate(c).await.unwrap();
+        assert_eq!(p.kind, PrincipalKind::Anonymous);
+    }
+    // An `auth:` section without issuers: a token has nowhere to go.
+    let closed = Authenticator::new(
+        Some(&spec("allow_anonymous: false\n")),
+        &|_| unreachable!(),
+        Arc::new(Idp::default()),
+    )
+    .unwrap();
+    rejected(
+        &closed,
+        &token(&claims("ada")),
+        "no token issuer is trusted",
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -54,17 +54,17 @@ async fn requests_per_minute_reset_with_the_window() {
     );
     let p = member("acme", "payments", None);
     for _ in 0..3 {
-        drop(l.admit(&p, 0).await.unwrap());
+        drop(l.admit(&p).await.unwrap());
     }
-    let refusal = limited(l.admit(&p, 0).await);
+    let refusal = limited(l.admit(&p).await);
     assert_eq!(refusal.what, "requests per minute of team payments (3)");
     assert_eq!(refusal.retry_after, Duration::from_secs(40));
     assert_eq!(refusal.dimension, "requests");
     now.fetch_add(40, Ordering::SeqCst);
-    drop(l.admit(&p, 0).await.unwrap());
+    drop(l.admit(&p).await.unwrap());
     // Someone outside any limited level is never limited.
     for _ in 0..10 {
-        drop(l.admit(&member("other", "x", None), 0).await.unwrap());
+        drop(l.admit(&member("other", "x", None)).await.unwrap());
     }
 }
 
@@ -74,15 +74,15 @@ async fn admission_is_all_or_nothing_across_levels() {
         "orgs: [{ id: acme, limits: { requests_per_minute: 4 }, teams: [{ id: a, limits: { requests_per_minute: 2 } }, { id: b }] }]",
     );
     let (a, b) = (member("acme", "a", None), member("acme", "b", None));
-    drop(l.admit(&a, 0).await.unwrap());
-    drop(l.admit(&a, 0).await.unwrap());
+    drop(l.admit(&a).await.unwrap());
+    drop(l.admit(&a).await.unwrap());
     // Team a is out; its refused attempts do not use up the org's minute.
     for _ in 0..5 {
-        assert!(limited(l.admit(&a, 0).await).what.contains("team a"));
+        assert!(limited(l.admit(&a).await).what.contains("team a"));
     }
-    drop(l.admit(&b, 0).await.unwrap());
-    drop(l.admit(&b, 0).await.unwrap());
-    assert!(limited(l.admit(&b, 0).await).what.contains("org acme"));
+    drop(l.admit(&b).await.unwrap());
+    drop(l.admit(&b).await.unwrap());
+    assert!(limited(l.admit(&b).await).what.contains("org acme"));
 }
 
 #[tokio::test]
@@ -91,16 +91,16 @@ async fn requests_in_flight_are_released_when_they_end() {
         "orgs: [{ id: acme, teams: [{ id: t, projects: [{ id: bot, limits: { concurrent: 2 } }] }] }]",
     );
     let p = member("acme", "t", Some("bot"));
-    let first = l.admit(&p, 0).await.unwrap();
-    let _second = l.admit(&p, 0).await.unwrap();
-    let refusal = limited(l.admit(&p, 0).await);
+    let first = l.admit(&p).await.unwrap();
+    let _second = l.admit(&p).await.unwrap();
+    let refusal = limited(l.admit(&p).await);
     assert_eq!(refusal.dimension, "concurrent");
     assert!(refusal.what.contains("project bot"), "{}", refusal.what);
     drop(first);
     // The release runs on the runtime: poll for it with a deadline.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        match l.admit(&p, 0).await {
+        match l.admit(&p).await {
             Ok(_) => break,
             Err(_) if tokio::time::Instant::now() < deadline => tokio::task::yield_now().await,
             Err(e) => panic!("{e}"),
@@ -113,19 +113,19 @@ async fn tokens_are_admitted_on_estimates_and_settled_to_actuals() {
     let (l, _) =
         limits("orgs: [{ id: acme, limits: { tokens_per_minute: 1000 }, teams: [{ id: t }] }]");
     let p = member("acme", "t", None);
-    let mut first = l.admit(&p, 600).await.unwrap();
-    let refusal = limited(l.admit(&p, 600).await);
+    let mut first = l.admit_tokens(&p, 600).await.unwrap();
+    let refusal = limited(l.admit_tokens(&p, 600).await);
     assert_eq!(refusal.dimension, "tokens");
     first.settle_tokens(100).await;
-    drop(l.admit(&p, 600).await.unwrap());
-    let too_big = limited(l.admit(&p, 5000).await);
+    drop(l.admit_tokens(&p, 600).await.unwrap());
+    let too_big = limited(l.admit_tokens(&p, 5000).await);
     assert!(
         too_big.what.contains("this request alone needs 5000"),
         "{}",
         too_big.what
     );
     // Calls that are not model calls do not count tokens.
-    drop(l.admit(&p, 0).await.unwrap());
+    drop(l.admit(&p).await.unwrap());
 }
 
 #[tokio::test]
@@ -136,7 +136,7 @@ async fn concurrent_requests_are_counted_exactly() {
     let tasks: Vec<_> = (0..200)
         .map(|_| {
             let l = l.clone();
-            tokio::spawn(async move { l.admit(&member("acme", "t", None), 0).await.is_ok() })
+            tokio::spawn(async move { l.admit(&member("acme", "t", None)).await.is_ok() })
         })
         .collect();
     let mut admitted = 0;

@@ -40,7 +40,7 @@ async fn two_replicas_admit_exactly_the_limit_between_them() {
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let l = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move { l.admit(&member("b"), 0).await.is_ok() })
+            tokio::spawn(async move { l.admit(&member("b")).await.is_ok() })
         })
         .collect();
     let mut admitted = 0;
@@ -48,7 +48,7 @@ async fn two_replicas_admit_exactly_the_limit_between_them() {
         admitted += usize::from(t.await.unwrap());
     }
     assert_eq!(admitted, 50);
-    match b.admit(&member("b"), 0).await {
+    match b.admit(&member("b")).await {
         Err(LimitError::Limited(l)) => {
             assert_eq!(l.what, "requests per minute of org acme (50)");
             assert!(l.retry_after <= Duration::from_secs(60) && l.retry_after > Duration::ZERO);
@@ -64,14 +64,14 @@ async fn in_flight_tokens_and_levels_across_replicas() {
     };
     let a = replica(&redis, TENANTS, false).await;
     let b = replica(&redis, TENANTS, false).await;
-    let first = a.admit(&member("a"), 0).await.unwrap();
-    let _second = b.admit(&member("a"), 0).await.unwrap();
+    let first = a.admit(&member("a")).await.unwrap();
+    let _second = b.admit(&member("a")).await.unwrap();
     assert!(
-        matches!(a.admit(&member("a"), 0).await, Err(LimitError::Limited(l)) if l.dimension == "concurrent")
+        matches!(a.admit(&member("a")).await, Err(LimitError::Limited(l)) if l.dimension == "concurrent")
     );
     drop(first);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while b.admit(&member("a"), 0).await.is_err() {
+    while b.admit(&member("a")).await.is_err() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the in-flight count was never released"
@@ -79,12 +79,12 @@ async fn in_flight_tokens_and_levels_across_replicas() {
         tokio::task::yield_now().await;
     }
     // Tokens: admitted on the estimate, corrected to the actual count.
-    let mut big = a.admit(&member("b"), 900).await.unwrap();
+    let mut big = a.admit_tokens(&member("b"), 900).await.unwrap();
     assert!(
-        matches!(b.admit(&member("b"), 200).await, Err(LimitError::Limited(l)) if l.dimension == "tokens")
+        matches!(b.admit_tokens(&member("b"), 200).await, Err(LimitError::Limited(l)) if l.dimension == "tokens")
     );
     big.settle_tokens(100).await;
-    drop(b.admit(&member("b"), 200).await.unwrap());
+    drop(b.admit_tokens(&member("b"), 200).await.unwrap());
 }
 
 #[tokio::test]
@@ -94,15 +94,15 @@ async fn redis_going_away_fails_closed_unless_configured_open() {
     };
     let closed = replica(&redis, TENANTS, false).await;
     let open = replica(&redis, TENANTS, true).await;
-    drop(closed.admit(&member("b"), 0).await.unwrap());
+    drop(closed.admit(&member("b")).await.unwrap());
     redis.stop();
-    match closed.admit(&member("b"), 0).await {
+    match closed.admit(&member("b")).await {
         Err(LimitError::Unavailable(e)) => assert!(e.to_string().contains("redis"), "{e}"),
         other => panic!("{:?}", other.map(|_| ())),
     }
-    drop(open.admit(&member("b"), 0).await.unwrap());
+    drop(open.admit(&member("b")).await.unwrap());
     // Nobody in a limited level: no counting, no Redis needed.
     let mut outsider = Principal::anonymous();
     outsider.tenancy.org = Some("other".into());
-    drop(closed.admit(&outsider, 0).await.unwrap());
+    drop(closed.admit(&outsider).await.unwrap());
 }

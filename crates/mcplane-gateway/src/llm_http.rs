@@ -15,13 +15,19 @@
 //! (for streams: the estimated prompt cost, with `x-mcplane-cost-estimated: true`) and
 //! `x-mcplane-attempts`.
 //!
-//! Client credentials (`Authorization: Bearer …`, `x-api-key`) are accepted and ignored for
-//! now — authentication arrives with the governance core — and are never forwarded: providers
-//! get the keys configured for them, nothing else from the client. A client-supplied
+//! Callers are authenticated at the edge ([`crate::governance`]); their credentials are never
+//! forwarded: providers get the keys configured for them, nothing else from the client. Policy
+//! applies here: `/v1/models` lists only the models and aliases the caller may use (and
+//! `/v1/models/{id}` answers 404 for the others), a call a rule denies is a 403 naming the rule,
+//! a rule's `route_to` sends a call for another model to the first model or alias it names, and
+//! the call's estimated tokens (prompt counted plus its output limit) count against the
+//! tokens-per-minute limits (429 with `Retry-After` and `x-ratelimit-*-tokens`). A client-supplied
 //! `x-request-id` (printable ASCII, at most 128 bytes) is kept; it also keys the `weighted`
 //! split. `x-mcplane-data-residency: eu[,us…]` requires a model (and endpoint) in one of those
 //! regions.
 
+use crate::governance::{AuthFailure, Caller};
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -30,11 +36,14 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
+use mcplane_core::governance::Governance;
+use mcplane_core::policy::Effect;
+use mcplane_llm::chat::ChatRequest;
 use mcplane_llm::dispatch::{self, ChatCall, Dispatcher, EmbeddingsCall, Failure, Reply};
 use mcplane_llm::error::{error_body, http_status};
 use mcplane_llm::registry::Target;
 use mcplane_llm::{Format, LlmError, anthropic, openai};
-use mcplane_types::ErrorKind;
+use mcplane_types::{ErrorKind, MicroUsd, Operation};
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -46,11 +55,17 @@ const MAX_REASON_HEADER: usize = 1024;
 #[derive(Clone)]
 struct LlmState {
     dispatcher: Arc<Dispatcher>,
+    governance: Arc<Governance>,
     max_body_bytes: usize,
 }
 
-/// The `/v1` routes, reading bodies up to `max_body_bytes` (413 above).
-pub fn router(dispatcher: Arc<Dispatcher>, max_body_bytes: usize) -> Router {
+/// The `/v1` routes, reading bodies up to `max_body_bytes` (413 above), under `governance`'s
+/// policy and token limits (authentication and request limits are [`crate::governance::layer`]'s).
+pub fn router(
+    dispatcher: Arc<Dispatcher>,
+    governance: Arc<Governance>,
+    max_body_bytes: usize,
+) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/messages", post(messages))
@@ -59,6 +74,7 @@ pub fn router(dispatcher: Arc<Dispatcher>, max_body_bytes: usize) -> Router {
         .route("/v1/models/{id}", get(get_model))
         .with_state(LlmState {
             dispatcher,
+            governance,
             max_body_bytes,
         })
 }
@@ -218,7 +234,69 @@ fn reply_response(format: Format, reply: Reply, rid: &str) -> Response {
     resp
 }
 
-async fn chat(s: LlmState, headers: HeaderMap, body: Body, format: Format) -> Response {
+/// Tokens and cost a chat call is estimated at, for policy and token limits: the prompt counted
+/// with the model's tokenizer plus its output limit, priced at the model's rate (for an alias,
+/// its most expensive candidate's).
+fn estimate(s: &LlmState, request: &ChatRequest) -> (u64, MicroUsd) {
+    let reg = s.dispatcher.registry();
+    let models: Vec<&mcplane_llm::registry::Model> = match reg.resolve(&request.model) {
+        Some(Target::Model(m)) => vec![m],
+        Some(Target::Alias(a)) => a.candidates.iter().map(|i| reg.model_at(*i)).collect(),
+        None => Vec::new(),
+    };
+    let mut worst = (0, MicroUsd::ZERO);
+    for m in models {
+        let e = mcplane_llm::tokens::estimate_chat(request, &m.id);
+        let completion = e
+            .max_completion_tokens
+            .or(m.max_output_tokens)
+            .unwrap_or(DEFAULT_COMPLETION_ESTIMATE);
+        let tokens = e.prompt_tokens + u64::from(completion);
+        let cost = m.price.cost(e.prompt_tokens, u64::from(completion));
+        worst = (worst.0.max(tokens), worst.1.max(cost));
+    }
+    worst
+}
+
+/// Output tokens assumed for a request and model that set no limit.
+const DEFAULT_COMPLETION_ESTIMATE: u32 = 1024;
+
+/// The policy decision about `op` as a response when it refuses: 403 naming the rule.
+fn refused_by_policy(
+    s: &LlmState,
+    caller: &Caller,
+    op: &Operation,
+    format: Format,
+    rid: &str,
+) -> Result<Option<Vec<String>>, Box<Response>> {
+    if s.governance.policy.is_empty() {
+        return Ok(None);
+    }
+    let d = s.governance.decide(&caller.principal, op, &caller.request);
+    let refuse = |message: String| {
+        let mut f = Failure::new(ErrorKind::Forbidden, message);
+        f.status = 403;
+        f.code = Some("policy_denied");
+        Box::new(failure_response(format, f, rid))
+    };
+    match d.effect {
+        Effect::Deny { reason, .. } => Err(refuse(reason)),
+        Effect::Allow => match d.approval {
+            Some(rule) => Err(refuse(format!(
+                "policy {rule} requires a human approval for this, which this mcplane cannot collect yet"
+            ))),
+            None => Ok(d.route_to),
+        },
+    }
+}
+
+async fn chat(
+    s: LlmState,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+    format: Format,
+) -> Response {
     let received = Instant::now();
     let rid = request_id(&headers);
     let bytes = match read_body(body, &headers, s.max_body_bytes).await {
@@ -229,13 +307,46 @@ async fn chat(s: LlmState, headers: HeaderMap, body: Body, format: Format) -> Re
         Format::Anthropic => anthropic::decode_request(&bytes),
         _ => openai::decode_request(&bytes),
     };
-    let request = match decoded {
+    let mut request = match decoded {
         Ok(r) => r,
         Err(e) => return llm_error(format, &e, &rid),
     };
     let residency = match residency(&headers) {
         Ok(r) => r,
         Err(m) => return error_response(format, 400, ErrorKind::InvalidRequest, &m, &rid),
+    };
+    let governed = !s.governance.policy.is_empty() || !s.governance.limits.is_empty();
+    let (tokens, cost) = if governed {
+        estimate(&s, &request)
+    } else {
+        (0, MicroUsd::ZERO)
+    };
+    let op = Operation::ModelCall {
+        model: request.model.clone(),
+        estimated_tokens: tokens,
+        estimated_cost: cost,
+    };
+    match refused_by_policy(&s, &caller, &op, format, &rid) {
+        Err(r) => return *r,
+        // A rule restricts this call to some models or aliases: keep the one asked for if it is
+        // among them, else use the first.
+        Ok(Some(allowed)) if !allowed.contains(&request.model) => {
+            if let Some(first) = allowed.first() {
+                tracing::info!(asked = %request.model, routed = %first, "policy route_to");
+                request.model = first.clone();
+            }
+        }
+        Ok(_) => {}
+    }
+    let _tokens = match s.governance.admit_tokens(&caller.principal, tokens).await {
+        Ok(a) => a,
+        Err(e) => {
+            let path = match format {
+                Format::Anthropic => "/v1/messages",
+                _ => "/v1/chat/completions",
+            };
+            return AuthFailure::from_limit(&e).render(path, &headers);
+        }
     };
     let call = ChatCall {
         request_id: rid.clone(),
@@ -254,15 +365,36 @@ async fn chat(s: LlmState, headers: HeaderMap, body: Body, format: Format) -> Re
     }
 }
 
-async fn chat_completions(State(s): State<LlmState>, headers: HeaderMap, body: Body) -> Response {
-    chat(s, headers, body, Format::OpenAi).await
+/// The caller the edge put on the request (anonymous without [`crate::governance::layer`]).
+fn caller_of(c: Option<Extension<Caller>>) -> Caller {
+    c.map(|Extension(c)| c).unwrap_or_default()
 }
 
-async fn messages(State(s): State<LlmState>, headers: HeaderMap, body: Body) -> Response {
-    chat(s, headers, body, Format::Anthropic).await
+async fn chat_completions(
+    State(s): State<LlmState>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    chat(s, caller_of(caller), headers, body, Format::OpenAi).await
 }
 
-async fn embeddings(State(s): State<LlmState>, headers: HeaderMap, body: Body) -> Response {
+async fn messages(
+    State(s): State<LlmState>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    chat(s, caller_of(caller), headers, body, Format::Anthropic).await
+}
+
+async fn embeddings(
+    State(s): State<LlmState>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let caller = caller_of(caller);
     let received = Instant::now();
     let rid = request_id(&headers);
     let format = Format::OpenAi;
@@ -274,6 +406,13 @@ async fn embeddings(State(s): State<LlmState>, headers: HeaderMap, body: Body) -
         Ok(r) => r,
         Err(e) => return llm_error(format, &e, &rid),
     };
+    let op = Operation::Embed {
+        model: request.model.clone(),
+        estimated_tokens: 0,
+    };
+    if let Err(r) = refused_by_policy(&s, &caller, &op, format, &rid) {
+        return *r;
+    }
     let residency = match residency(&headers) {
         Ok(r) => r,
         Err(m) => return error_response(format, 400, ErrorKind::InvalidRequest, &m, &rid),
@@ -338,7 +477,33 @@ fn json_ok(value: &Value) -> Response {
         .into_response()
 }
 
-async fn list_models(State(s): State<LlmState>, headers: HeaderMap) -> Response {
+/// Whether `caller` may use the model or alias `id` (what `/v1/models` lists).
+fn may_use(s: &LlmState, caller: &Caller, id: &str) -> bool {
+    if s.governance.policy.is_empty() {
+        return true;
+    }
+    let op = Operation::ModelCall {
+        model: id.to_string(),
+        estimated_tokens: 0,
+        estimated_cost: MicroUsd::ZERO,
+    };
+    let d = s.governance.decide(&caller.principal, &op, &caller.request);
+    d.allowed() && d.approval.is_none()
+}
+
+fn target_id(t: &Target<'_>) -> String {
+    match t {
+        Target::Model(m) => m.id.clone(),
+        Target::Alias(a) => a.name.clone(),
+    }
+}
+
+async fn list_models(
+    State(s): State<LlmState>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = caller_of(caller);
     let anthropic = headers.contains_key("anthropic-version");
     let reg = s.dispatcher.registry();
     let data: Vec<Value> = reg
@@ -346,6 +511,7 @@ async fn list_models(State(s): State<LlmState>, headers: HeaderMap) -> Response 
         .iter()
         .map(Target::Model)
         .chain(reg.aliases().iter().map(Target::Alias))
+        .filter(|t| may_use(&s, &caller, &target_id(t)))
         .map(|t| model_entry(t, anthropic))
         .collect();
     if anthropic {
@@ -359,14 +525,17 @@ async fn list_models(State(s): State<LlmState>, headers: HeaderMap) -> Response 
 
 async fn get_model(
     State(s): State<LlmState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    let caller = caller_of(caller);
     let anthropic = headers.contains_key("anthropic-version");
     let rid = request_id(&headers);
     match s.dispatcher.registry().resolve(&id) {
-        Some(t) => json_ok(&model_entry(t, anthropic)),
-        None => {
+        // A model the caller may not use is not shown, here either.
+        Some(t) if may_use(&s, &caller, &id) => json_ok(&model_entry(t, anthropic)),
+        _ => {
             let format = if anthropic {
                 Format::Anthropic
             } else {

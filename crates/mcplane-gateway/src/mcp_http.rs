@@ -28,6 +28,7 @@
 //! (-32601 → 404; -32020, -32021, -32022, and `_meta` validation → 400), no SSE event ids, and
 //! closing the response stream cancels the request. GET and DELETE are 405 for such clients.
 
+use crate::governance::Caller;
 use crate::http::ShutdownSignal;
 use crate::reply::{
     EventIds, Frames, KEEP_ALIVE, Rejection, accepted, json_response, keep_alive_timer,
@@ -169,8 +170,13 @@ async fn handle_post(State(ep): State<Arc<Endpoint>>, req: Request) -> Response 
         Ok(b) => b,
         Err((id, error)) => return rpc_error_with_id(StatusCode::BAD_REQUEST, id, &error),
     };
+    let caller = parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default();
     if is_modern(headers, &parsed) {
-        return ep.modern(headers, parsed).await;
+        return ep.modern(headers, parsed, caller).await;
     }
     if let Err(rejection) = check_protocol_header(headers) {
         return rejection.into_response();
@@ -188,6 +194,7 @@ async fn handle_post(State(ep): State<Arc<Endpoint>>, req: Request) -> Response 
         None => match parsed {
             Body::Single(msg) if is_initialize(&msg) => {
                 let session = ep.server.new_session(binding);
+                session.set_caller(caller.principal, caller.request);
                 return ep.initialize(session, msg).await;
             }
             _ => return missing_session().into_response(),
@@ -360,7 +367,12 @@ impl Endpoint {
     }
 
     /// A POST of a stateless 2026-07-28 client.
-    async fn modern(&self, headers: &axum::http::HeaderMap, parsed: Body) -> Response {
+    async fn modern(
+        &self,
+        headers: &axum::http::HeaderMap,
+        parsed: Body,
+        caller: Caller,
+    ) -> Response {
         if headers.contains_key(SESSION_HEADER) {
             return Rejection::new(
                 StatusCode::BAD_REQUEST,
@@ -394,7 +406,11 @@ impl Endpoint {
         }
         match self
             .server
-            .dispatch_modern(msg, session_binding(headers))
+            .dispatch_modern_as(
+                msg,
+                session_binding(headers),
+                Some((caller.principal, caller.request)),
+            )
             .await
         {
             ModernDispatch::Accepted => accepted(),

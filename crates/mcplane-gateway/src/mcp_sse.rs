@@ -8,6 +8,7 @@
 //! standalone messages — goes out on the SSE stream as `message` events. The session lives as
 //! long as the stream: when the client disconnects (or the server shuts down) it is closed.
 
+use crate::governance::Caller;
 use crate::http::ShutdownSignal;
 use crate::reply::{
     Frames, KEEP_ALIVE, Rejection, accepted, keep_alive_timer, message_event, rpc_error,
@@ -114,6 +115,12 @@ async fn handle_sse(State(legacy): State<Arc<Legacy>>, req: Request) -> Response
     }
     let binding = session_binding(&parts.headers);
     let session = legacy.server.new_session(binding.clone());
+    let caller = parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default();
+    session.set_caller(caller.principal, caller.request);
     let Some(standalone) = session.take_standalone() else {
         legacy.server.close_session(session.id());
         return rpc_error(

@@ -26,6 +26,9 @@ pub const CONNECTION_CLOSED: i64 = -32000;
 /// MCP 2026-07-28 `HeaderMismatch`: HTTP headers disagree with the body, or a required
 /// header is missing or malformed (HTTP 400).
 pub const HEADER_MISMATCH: i64 = -32020;
+/// mcplane: the operation is not allowed for this caller (a policy denied it; the message names
+/// the rule's reason, `data.policy` the rule).
+pub const FORBIDDEN: i64 = -32003;
 /// MCP 2026-07-28 `MissingRequiredClientCapability`: the request needs a client capability the
 /// client did not declare in its `_meta` (HTTP 400); `data.requiredCapabilities` names it.
 pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;

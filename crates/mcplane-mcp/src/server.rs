@@ -24,6 +24,8 @@ use crate::jsonrpc::{Kind, Message, RpcError};
 use crate::param_headers::ParamHeader;
 use crate::protocol::{self, LogLevel};
 use async_trait::async_trait;
+use mcplane_core::policy::RequestAttributes;
+use mcplane_types::Principal;
 use rand::RngCore;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -122,6 +124,17 @@ pub struct Session {
     closed: CancellationToken,
     /// 2026-07-28 only: the request's `io.modelcontextprotocol/logLevel`.
     log_level: Option<LogLevel>,
+    /// Who opened it and what they said about their requests (set once, by the transport that
+    /// authenticated the caller).
+    caller: OnceLock<(Arc<Principal>, Arc<RequestAttributes>)>,
+}
+
+/// The principal of sessions whose transport did not say (stdio, tests): anonymous.
+fn anonymous() -> Arc<Principal> {
+    static ANONYMOUS: OnceLock<Arc<Principal>> = OnceLock::new();
+    ANONYMOUS
+        .get_or_init(|| Arc::new(Principal::anonymous()))
+        .clone()
 }
 
 fn id_key(id: &Value) -> String {
@@ -152,6 +165,7 @@ impl Session {
             last_active: Mutex::new(Instant::now()),
             closed,
             log_level: None,
+            caller: OnceLock::new(),
         }
     }
 
@@ -184,6 +198,27 @@ impl Session {
     /// level a `Service` tracks itself (`logging/setLevel`).
     pub fn log_level(&self) -> Option<LogLevel> {
         self.log_level
+    }
+
+    /// Who is calling: the principal the transport authenticated (anonymous if none did).
+    pub fn principal(&self) -> Arc<Principal> {
+        self.caller
+            .get()
+            .map(|(p, _)| p.clone())
+            .unwrap_or_else(anonymous)
+    }
+
+    /// What policy reads as `request` for this session's requests.
+    pub fn request_attributes(&self) -> Arc<RequestAttributes> {
+        self.caller
+            .get()
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records who opened the session; a session's caller never changes once set.
+    pub fn set_caller(&self, principal: Arc<Principal>, attributes: Arc<RequestAttributes>) {
+        let _ = self.caller.set((principal, attributes));
     }
 
     /// The caller identity this session is bound to (a hash of its credentials), if any.

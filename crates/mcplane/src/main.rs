@@ -4,6 +4,7 @@
 //! upstream supervisors → the MCP [`Gateway`](mcplane_mcp::gateway::Gateway) → the downstream
 //! server core → HTTP or stdio transports. Only this crate picks concrete adapters.
 
+mod governance;
 mod policy_cli;
 mod reload;
 mod runtime;
@@ -118,14 +119,8 @@ fn main() -> ExitCode {
 fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     match mcplane_config::load(path) {
         Ok(loaded) => {
-            let policies = loaded
-                .config
-                .pending
-                .policies
-                .as_deref()
-                .unwrap_or_default();
-            if let Err(e) = mcplane_core::policy::PolicySet::compile(policies, "policies") {
-                eprintln!("{}: {e}", path.display());
+            if let Err(e) = governance::validate(&loaded.config) {
+                eprintln!("{}: {e:#}", path.display());
                 return Ok(ExitCode::from(2));
             }
             for n in &loaded.notices {

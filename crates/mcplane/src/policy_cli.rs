@@ -149,8 +149,8 @@ impl PolicyTest {
                 return Ok(ExitCode::from(2));
             }
         };
-        let specs = loaded.config.pending.policies.clone().unwrap_or_default();
-        let set = match PolicySet::compile(&specs, "policies") {
+        let specs = &loaded.config.policies;
+        let set = match PolicySet::compile(specs, "policies") {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("{}: {e}", self.config.display());

@@ -154,7 +154,12 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
     // `models` and `routing`).
     let llm = Dispatcher::new(&config.models, &config.routing, None)
         .context("cannot start the model face")?;
+    let governance = Arc::new(
+        crate::governance::build(&config, crate::governance::counters(&config).await?)
+            .context("cannot set up authentication, policy and limits")?,
+    );
     let running = start(config);
+    running.gateway.govern(governance.clone());
     if let Some(p) = path {
         let reloader = Reloader::new(
             p,
@@ -197,9 +202,13 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
         .merge(running.virtual_servers.router())
         .merge(mcplane_gateway::llm_http::router(
             llm.clone(),
+            governance.clone(),
             running.config.server.max_body_bytes,
         ));
-    let app = mcplane_gateway::http::app(running.server.clone(), &running.config.server, health);
+    let app = mcplane_gateway::governance::layer(
+        mcplane_gateway::http::app(running.server.clone(), &running.config.server, health),
+        governance,
+    );
     let listener = tokio::net::TcpListener::bind(running.config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", running.config.server.listen))?;

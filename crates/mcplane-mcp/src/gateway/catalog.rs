@@ -72,6 +72,15 @@ impl ListKind {
         }
     }
 
+    /// The field an item is keyed by: `name`, `uri` or `uriTemplate`.
+    pub fn key_field(self) -> &'static str {
+        match self {
+            ListKind::Tools | ListKind::Prompts => "name",
+            ListKind::Resources => "uri",
+            ListKind::Templates => "uriTemplate",
+        }
+    }
+
     /// Whether items are renamed (tools, prompts) or keyed by URI (resources, templates).
     fn renamed(self) -> bool {
         matches!(self, ListKind::Tools | ListKind::Prompts)
@@ -183,11 +192,7 @@ impl View {
             epoch,
             ..View::default()
         };
-        let key_field = match kind {
-            ListKind::Tools | ListKind::Prompts => "name",
-            ListKind::Resources => "uri",
-            ListKind::Templates => "uriTemplate",
-        };
+        let key_field = kind.key_field();
         let key_of = |i: usize, item: &Value| -> Option<String> {
             let key = item.get(key_field).and_then(Value::as_str)?;
             shape.shows(i, &servers[i], key).then(|| key.to_string())
@@ -299,6 +304,17 @@ impl View {
         }
         view.ui = ui;
         view
+    }
+
+    /// The item listed as `exposed` (a tool or prompt name, a URI or URI template).
+    pub fn item(&self, kind: ListKind, exposed: &str) -> Option<&Value> {
+        let (i, _) = self.owners.get(exposed)?;
+        let key = kind.key_field();
+        self.pages
+            .get(*i)?
+            .iter()
+            .flatten()
+            .find(|item| item.get(key).and_then(Value::as_str) == Some(exposed))
     }
 
     /// One downstream page: the items and the cursor of the next page.

@@ -3,13 +3,21 @@
 //! the full [`Gateway`] and for every virtual server ([`super::curation::Curated`]). What differs
 //! between the two is only where the views come from and how names and URIs are resolved: that
 //! is the [`Catalogue`] each implements.
+//!
+//! Policy applies here, for both: using an item (calling a tool, getting a prompt, reading or
+//! subscribing to a resource, completing their arguments) is an [`Operation`] the gateway's
+//! governance decides about, and a list shows an item only when using it would be allowed
+//! (without needing an approval), so a caller never sees what it cannot use.
 
 use super::Gateway;
 use super::catalog::{ListKind, View};
-use crate::jsonrpc::{RESOURCE_NOT_FOUND, RpcError};
+use crate::jsonrpc::{FORBIDDEN, RESOURCE_NOT_FOUND, RpcError};
 use crate::param_headers::ParamHeader;
 use crate::server::RequestContext;
 use async_trait::async_trait;
+use mcplane_core::policy::Effect;
+use mcplane_types::operation::annotations_with_defaults;
+use mcplane_types::{Operation, ToolRef};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -65,28 +73,125 @@ pub(crate) async fn serve<C: Catalogue + ?Sized>(
         }
     }
     match method {
-        "tools/list" => list(catalogue, ListKind::Tools, params.as_ref()).await,
-        "prompts/list" => list(catalogue, ListKind::Prompts, params.as_ref()).await,
-        "resources/list" => list(catalogue, ListKind::Resources, params.as_ref()).await,
-        "resources/templates/list" => list(catalogue, ListKind::Templates, params.as_ref()).await,
+        "tools/list" => list(catalogue, cx, ListKind::Tools, params.as_ref()).await,
+        "prompts/list" => list(catalogue, cx, ListKind::Prompts, params.as_ref()).await,
+        "resources/list" => list(catalogue, cx, ListKind::Resources, params.as_ref()).await,
+        "resources/templates/list" => {
+            list(catalogue, cx, ListKind::Templates, params.as_ref()).await
+        }
         "tools/call" => call_named(catalogue, cx, ListKind::Tools, method, params).await,
         "prompts/get" => call_named(catalogue, cx, ListKind::Prompts, method, params).await,
         "completion/complete" => complete(catalogue, cx, params).await,
         "logging/setLevel" => catalogue.gateway().set_level(params).await,
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+        "resources/read" | "resources/subscribe" => {
+            let uri = params
+                .as_ref()
+                .and_then(|p| p.get("uri"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if let Some(uri) = uri
+                && let Ok(owner) = catalogue.completion_owner(&uri).await
+            {
+                authorize(catalogue, cx, ListKind::Resources, owner, None, None)?;
+            }
             catalogue.resource_request(cx, method, params).await
         }
+        "resources/unsubscribe" => catalogue.resource_request(cx, method, params).await,
         other => Err(RpcError::method_not_found(other)),
     }
 }
 
+/// The operation of using an item: calling a tool, getting a prompt, reading a resource.
+fn operation(
+    catalogue: &(impl Catalogue + ?Sized),
+    kind: ListKind,
+    (i, original): (usize, String),
+    item: Option<&Value>,
+    arguments: Option<&Value>,
+) -> Operation {
+    let server = catalogue.gateway().server_name(i).to_string();
+    match kind {
+        ListKind::Tools => Operation::CallTool {
+            tool: ToolRef {
+                server,
+                name: original,
+                annotations: annotations_with_defaults(item.and_then(|t| t.get("annotations"))),
+            },
+            arguments: arguments.cloned().unwrap_or_else(|| json!({})),
+        },
+        ListKind::Prompts => Operation::GetPrompt {
+            server,
+            name: original,
+        },
+        ListKind::Resources | ListKind::Templates => Operation::ReadResource {
+            server,
+            uri: original,
+        },
+    }
+}
+
+/// Checks the policy for using an item; the error names the rule and its reason.
+fn authorize<C: Catalogue + ?Sized>(
+    catalogue: &C,
+    cx: &RequestContext,
+    kind: ListKind,
+    owner: (usize, String),
+    item: Option<&Value>,
+    arguments: Option<&Value>,
+) -> Result<(), RpcError> {
+    let governance = catalogue.gateway().governance();
+    if governance.policy.is_empty() {
+        return Ok(());
+    }
+    let op = operation(catalogue, kind, owner, item, arguments);
+    let decision = governance.decide(
+        &cx.session.principal(),
+        &op,
+        &cx.session.request_attributes(),
+    );
+    match decision.effect {
+        Effect::Deny { rule, reason } => Err(RpcError::new(FORBIDDEN, reason).with_data(json!({"policy": rule}))),
+        Effect::Allow => match decision.approval {
+            Some(rule) => Err(RpcError::new(
+                FORBIDDEN,
+                format!("policy {rule} requires a human approval for this, which this mcplane cannot collect yet"),
+            )
+            .with_data(json!({"policy": rule}))),
+            None => Ok(()),
+        },
+    }
+}
+
+/// A page of `kind`, showing only the items the caller may use.
 async fn list<C: Catalogue + ?Sized>(
     catalogue: &C,
+    cx: &RequestContext,
     kind: ListKind,
     params: Option<&Value>,
 ) -> Result<Value, RpcError> {
     let cursor = params.and_then(|p| p.get("cursor")).and_then(Value::as_str);
-    catalogue.view(kind).await?.page(kind, cursor)
+    let view = catalogue.view(kind).await?;
+    let mut page = view.page(kind, cursor)?;
+    let governance = catalogue.gateway().governance();
+    if governance.policy.is_empty() {
+        return Ok(page);
+    }
+    let (principal, request) = (cx.session.principal(), cx.session.request_attributes());
+    if let Some(Value::Array(items)) = page.get_mut(kind.field()) {
+        items.retain(|item| {
+            let Some(owner) = item
+                .get(kind.key_field())
+                .and_then(Value::as_str)
+                .and_then(|key| view.owners.get(key))
+            else {
+                return false;
+            };
+            let op = operation(catalogue, kind, owner.clone(), Some(item), None);
+            let d = governance.decide(&principal, &op, &request);
+            d.allowed() && d.approval.is_none()
+        });
+    }
+    Ok(page)
 }
 
 /// `tools/call` or `prompts/get`: relayed to the owner under its own name; `ui://` URIs in the
@@ -106,6 +211,14 @@ async fn call_named<C: Catalogue + ?Sized>(
         .to_string();
     let view = catalogue.view(kind).await?;
     let (i, original) = catalogue.owner(kind, &view, &name)?;
+    authorize(
+        catalogue,
+        cx,
+        kind,
+        (i, original.clone()),
+        view.item(kind, &name),
+        params.get("arguments"),
+    )?;
     params["name"] = original.into();
     let mut result = catalogue.gateway().relay(cx, i, method, params).await?;
     view.ui.rewrite_item(i, &mut result);
@@ -131,12 +244,28 @@ async fn complete<C: Catalogue + ?Sized>(
             let name = field("name");
             let view = catalogue.view(ListKind::Prompts).await?;
             let (i, original) = catalogue.owner(ListKind::Prompts, &view, &name)?;
+            authorize(
+                catalogue,
+                cx,
+                ListKind::Prompts,
+                (i, original.clone()),
+                None,
+                None,
+            )?;
             params["ref"]["name"] = original.into();
             i
         }
         Some("ref/resource") => {
             let uri = field("uri");
             let (i, original) = catalogue.completion_owner(&uri).await?;
+            authorize(
+                catalogue,
+                cx,
+                ListKind::Resources,
+                (i, original.clone()),
+                None,
+                None,
+            )?;
             if original != uri {
                 params["ref"]["uri"] = original.into();
             }

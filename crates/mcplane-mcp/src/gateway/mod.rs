@@ -24,10 +24,11 @@ use async_trait::async_trait;
 use catalog::{Fetched, ListKind, View};
 use futures::stream::{FuturesUnordered, StreamExt};
 use mcplane_config::{FailMode, McpConfig, NamingConfig, PrefixMode, StatelessConfig};
+use mcplane_core::governance::Governance;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use tokio::sync::mpsc;
 
 /// Messages buffered per relayed call (progress, logs) before the upstream side waits.
@@ -60,6 +61,8 @@ pub struct Gateway {
     stateless: StatelessConfig,
     /// Stateless clients' `subscriptions/listen` streams.
     listeners: Arc<modern::Listeners>,
+    /// Policy (and, at the edge, authentication and limits); open until [`Gateway::govern`].
+    governance: OnceLock<Arc<Governance>>,
 }
 
 /// Removes a relayed call from the in-flight list when it ends, however it ends.
@@ -118,7 +121,29 @@ impl Gateway {
             next_seq: AtomicU64::new(1),
             stateless: config.stateless,
             listeners: Arc::new(listeners),
+            governance: OnceLock::new(),
         })
+    }
+
+    /// Puts the gateway's operations (and its virtual servers') under `governance`: lists show
+    /// only what the caller may use, and calls are checked against the same decision. Set once,
+    /// before serving.
+    pub fn govern(&self, governance: Arc<Governance>) {
+        let _ = self.governance.set(governance);
+    }
+
+    /// The governance in force (open when none was set).
+    pub fn governance(&self) -> Arc<Governance> {
+        static OPEN: OnceLock<Arc<Governance>> = OnceLock::new();
+        self.governance
+            .get()
+            .cloned()
+            .unwrap_or_else(|| OPEN.get_or_init(|| Arc::new(Governance::open())).clone())
+    }
+
+    /// The configured name of upstream `i`.
+    pub(crate) fn server_name(&self, i: usize) -> &str {
+        &self.names[i]
     }
 
     /// The upstreams.

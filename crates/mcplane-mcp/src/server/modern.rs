@@ -21,6 +21,8 @@ use super::mrtr::{Attached, Exchange, Outcome, Parked};
 use super::{ClientInfo, Outlet, RequestContext, Server, Service, Session};
 use crate::jsonrpc::{Kind, Message, RESOURCE_NOT_FOUND, RpcError, UNSUPPORTED_PROTOCOL_VERSION};
 use crate::protocol::{self, LogLevel, meta};
+use mcplane_core::policy::RequestAttributes;
+use mcplane_types::Principal;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -335,6 +337,17 @@ impl Server {
     /// Handles one message of a stateless 2026-07-28 client. `binding` is the caller identity
     /// (as for sessions): a `requestState` only resumes for the caller it was issued to.
     pub async fn dispatch_modern(&self, msg: Message, binding: Option<String>) -> ModernDispatch {
+        self.dispatch_modern_as(msg, binding, None).await
+    }
+
+    /// [`Server::dispatch_modern`] for an authenticated caller (`None`: anonymous): its principal
+    /// and the request attributes policy reads.
+    pub async fn dispatch_modern_as(
+        &self,
+        msg: Message,
+        binding: Option<String>,
+        caller: Option<(Arc<Principal>, Arc<RequestAttributes>)>,
+    ) -> ModernDispatch {
         let id = msg.id().cloned().unwrap_or(Value::Null);
         match msg.kind() {
             Kind::Response | Kind::Error => {
@@ -405,6 +418,9 @@ impl Server {
             request_meta.log_level,
             &self.stopping,
         );
+        if let Some((p, a)) = caller {
+            session.set_caller(p, a);
+        }
         let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
         let core = Core {
             service: self.service.clone(),
