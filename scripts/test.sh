@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # mcplane's one test command (README, CI): everything, in order, stopping at the first failure.
 #
-#   0. scripts/install-services.sh                servers tests start themselves (redis-server; apt)
-#   1. cargo test --workspace --locked            unit + end-to-end tests (MCPLANE_REQUIRE_REDIS=1:
-#                                                 the Redis tests fail rather than skip)
+#   0. scripts/install-services.sh                servers tests start themselves (redis-server,
+#                                                 postgresql; apt)
+#   1. cargo test --workspace --locked            unit + end-to-end tests (MCPLANE_REQUIRE_REDIS=1,
+#                                                 MCPLANE_REQUIRE_POSTGRES=1: those tests fail rather than skip)
 #   2. scripts/install-tools.sh                   external tools into .tools/ (npm, PyPI; cached)
 #   3. cargo build --locked --bins                target/debug/mcplane, target/debug/mcplane-fixture
 #   4. scripts/conformance.sh                     MCP conformance suite: direct, through mcplane
@@ -19,7 +20,7 @@ skip_cargo_test=0
 for arg in "$@"; do
   case "$arg" in
     --skip-cargo-test) skip_cargo_test=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -57,6 +58,7 @@ step() {  # step NAME CMD...
 if [[ $skip_cargo_test -eq 0 ]]; then
   step "install services" scripts/install-services.sh
   export MCPLANE_REQUIRE_REDIS="${MCPLANE_REQUIRE_REDIS:-1}"
+  export MCPLANE_REQUIRE_POSTGRES="${MCPLANE_REQUIRE_POSTGRES:-1}"
   step "cargo test" cargo test --workspace --locked
 fi
 step "install tools" scripts/install-tools.sh

@@ -60,7 +60,7 @@ pub use routing::{
 pub use secret::SecretString;
 pub use server::{ServerConfig, ServerSpec};
 pub use spec::{ConfigSpec, PendingSections};
-pub use store::StoreSpec;
+pub use store::{DEFAULT_STORE_URL, StoreConfig, StoreSpec};
 pub use tenants::{OrgSpec, ProjectDetailsSpec, ProjectSpec, RateLimitSpec, TeamSpec, TenantsSpec};
 pub use virtual_server::{
     ItemOverride, ItemOverrideSpec, ItemPattern, VirtualServerConfig, VirtualServerSpec,
@@ -88,6 +88,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     /// Model routing (defaults when `routing` is absent).
     pub routing: RoutingConfig,
+    /// Where state is kept.
+    pub store: StoreConfig,
     /// Authentication (`None`: no `auth:` section, every caller is anonymous).
     pub auth: Option<AuthSpec>,
     /// The tenant tree and its rate limits.
@@ -113,7 +115,16 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    parse(&text, &|name| std::env::var(name).ok())
+    let mut loaded = parse(&text, &|name| std::env::var(name).ok())?;
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        loaded.config.store.resolve_relative_to(dir);
+    }
+    Ok(loaded)
 }
 
 /// Parses config text with a caller-supplied environment (tests pass a map).

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub struct ConfigSpec {
     /// Listener and edge limits.
     pub server: Option<ServerSpec>,
-    /// Persistence (`sqlite://…`, `postgres://…`) and `redis` for replicas. Not active yet.
+    /// Persistence (`sqlite://…`, `postgres://…`) and `redis` for replicas.
     pub store: Option<StoreSpec>,
     /// API keys, JWT/OIDC issuers and OAuth resource metadata.
     pub auth: Option<AuthSpec>,
@@ -51,8 +51,6 @@ pub struct ConfigSpec {
 /// them further; until then they are reported as [`Notice`]s.
 #[derive(Debug, Clone, Default)]
 pub struct PendingSections {
-    /// `store`.
-    pub store: Option<StoreSpec>,
     /// `budgets`.
     pub budgets: Option<Vec<BudgetSpec>>,
     /// `cache`.
@@ -114,9 +112,6 @@ impl ConfigSpec {
             .unwrap_or_default()
             .lower("routing", &models, &mut notices)?;
 
-        if let Some(s) = &store {
-            s.validate("store")?;
-        }
         if let Some(a) = &auth {
             a.validate("auth")?;
         }
@@ -140,7 +135,6 @@ impl ConfigSpec {
         }
         let mut inactive_notices = Vec::new();
         let inactive = [
-            ("store", store.is_some(), "persistence"),
             ("budgets", budgets.is_some(), "budgets"),
             ("cache", cache.is_some(), "caching"),
             ("guardrails", guardrails.is_some(), "guardrails"),
@@ -180,11 +174,11 @@ impl ConfigSpec {
             mcp,
             models,
             routing,
+            store: store.unwrap_or_default().lower("store")?,
             auth,
             tenants,
             policies: policies.unwrap_or_default(),
             pending: PendingSections {
-                store,
                 budgets,
                 cache,
                 guardrails,

@@ -56,7 +56,6 @@ fn design_example_parses() {
     assert_eq!(
         paths,
         [
-            "store",
             "budgets",
             "cache",
             "guardrails",

@@ -7,9 +7,11 @@
 //! as the [`governance::Governance`] both faces hold. Budget
 //! reservations, guardrails and audit events join as later issues land. It performs no IO of its
 //! own: what it needs from the outside comes through ports (traits such as
-//! [`authn::JwksSource`] and [`limits::Counters`]) that the binary wires to adapters.
+//! [`authn::JwksSource`], [`limits::Counters`] and [`calls::RequestSink`]) that the binary wires
+//! to adapters.
 
 pub mod authn;
+pub mod calls;
 pub mod governance;
 pub mod limits;
 pub mod policy;

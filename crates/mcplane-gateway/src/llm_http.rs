@@ -349,6 +349,7 @@ async fn chat(
         }
     };
     let call = ChatCall {
+        principal: Some(caller.principal.id.clone()),
         request_id: rid.clone(),
         client: format,
         front_door: match format {
@@ -418,6 +419,7 @@ async fn embeddings(
         Err(m) => return error_response(format, 400, ErrorKind::InvalidRequest, &m, &rid),
     };
     let call = EmbeddingsCall {
+        principal: Some(caller.principal.id.clone()),
         request_id: rid.clone(),
         request,
         residency,

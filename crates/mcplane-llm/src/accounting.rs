@@ -9,90 +9,16 @@
 //!
 //! Sinks here: [`LogSink`] (a structured `tracing` event, target `mcplane::llm::request`),
 //! [`RecentRequests`] (an in-memory ring for status pages and tests) and [`Totals`] (running
-//! counters, the metrics hook). [`Sinks`] fans out to several. Writing records to the store
-//! (SQLite/PostgreSQL) is a later step: it will be one more `RequestSink` behind a bounded
-//! buffer, so the hot path never waits on SQL.
+//! counters, the metrics hook). [`Sinks`] fans out to several. The record and the sink trait live
+//! in `mcplane-core` (`calls`), so the store can persist records (`mcplane-store`'s writer is one
+//! more sink, behind a bounded buffer, so the hot path never waits on SQL).
 
 use crate::stream::UsageSource;
-use mcplane_types::MicroUsd;
+pub use mcplane_core::calls::{Outcome, RequestRecord, RequestSink};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-
-/// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Answered completely.
-    Ok,
-    /// Refused or failed before any answer (the status says how).
-    Error,
-    /// A stream began and then failed; the client got a terminal error event.
-    StreamError,
-    /// The client went away before the answer was complete; the upstream call was cancelled.
-    ClientClosed,
-}
-
-impl Outcome {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Error => "error",
-            Outcome::StreamError => "stream_error",
-            Outcome::ClientClosed => "client_closed",
-        }
-    }
-}
-
-/// One model call, as accounted.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RequestRecord {
-    /// The request id (`x-request-id`).
-    pub request_id: String,
-    /// Who called (a placeholder until authentication lands: always `None`).
-    pub principal: Option<String>,
-    /// The front door: `openai.chat`, `anthropic.messages`, `openai.embeddings`.
-    pub front_door: &'static str,
-    /// The model or alias asked for.
-    pub requested: String,
-    /// The registry model that served (or last failed).
-    pub model: Option<String>,
-    /// The endpoint that served (or last failed).
-    pub endpoint: Option<String>,
-    /// Whether the client asked for a stream.
-    pub stream: bool,
-    /// HTTP status sent to the client.
-    pub status: u16,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Error message, when there was one.
-    pub error: Option<String>,
-    /// From arrival to the end of the response, in milliseconds.
-    pub latency_ms: u64,
-    /// From arrival to the first byte of the answer, in milliseconds.
-    pub ttft_ms: Option<u64>,
-    /// Input tokens.
-    pub prompt_tokens: u64,
-    /// Output tokens.
-    pub completion_tokens: u64,
-    /// Whether the provider reported the tokens or they were counted here.
-    pub usage_source: &'static str,
-    /// Cost in micro-dollars.
-    pub cost_micros: i64,
-    /// The route reason.
-    pub route_reason: String,
-    /// Upstream attempts made (retries and fallbacks included).
-    pub attempts: usize,
-}
-
-impl RequestRecord {
-    /// The cost as money.
-    pub fn cost(&self) -> MicroUsd {
-        MicroUsd::from_micros(self.cost_micros)
-    }
-}
 
 /// The name of a usage source in records.
 pub fn usage_source_name(s: UsageSource) -> &'static str {
@@ -100,13 +26,6 @@ pub fn usage_source_name(s: UsageSource) -> &'static str {
         UsageSource::Reported => "reported",
         UsageSource::Estimated => "estimated",
     }
-}
-
-/// Where request records go. `record` must not block: it runs on the request path (or when a
-/// stream ends or is dropped).
-pub trait RequestSink: Send + Sync + std::fmt::Debug {
-    /// Takes one record.
-    fn record(&self, record: &RequestRecord);
 }
 
 /// Logs every record as one structured `tracing` event (`info`, or `warn` when it failed).

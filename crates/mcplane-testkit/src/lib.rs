@@ -4,10 +4,11 @@
 //!   conformance suite's server scenarios call, to run the suite against any transport.
 //! - [`http`]: serves a fixture service over mcplane's HTTP transports on a real socket.
 //! - [`jwt`]: a test identity provider: signing keys, their JWKS, and tokens with any claims.
-//! - [`redis`]: a throwaway Redis server.
+//! - [`redis`]: a throwaway Redis server; [`postgres`]: a throwaway PostgreSQL cluster.
 
 pub mod conformance;
 pub mod http;
 pub mod jwt;
 pub mod mock_llm;
+pub mod postgres;
 pub mod redis;

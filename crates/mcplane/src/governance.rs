@@ -68,7 +68,7 @@ impl JwksSource for HttpJwks {
 
 /// The counters rate limits count in.
 pub async fn counters(config: &Config) -> anyhow::Result<Arc<dyn Counters>> {
-    let redis = config.pending.store.as_ref().and_then(|s| s.redis.as_ref());
+    let redis = config.store.redis.as_ref();
     Ok(match redis {
         Some(url) => Arc::new(
             RedisCounters::connect(url.expose(), "mcplane:")

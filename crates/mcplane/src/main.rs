@@ -8,6 +8,7 @@ mod governance;
 mod policy_cli;
 mod reload;
 mod runtime;
+mod usage_cli;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -56,11 +57,22 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Model calls recorded in the store: `mcplane usage recent`.
+    Usage {
+        #[command(subcommand)]
+        command: UsageCommand,
+    },
     /// The model registry.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum UsageCommand {
+    /// The latest model calls: who, which model, tokens, cost, latency, time to first token.
+    Recent(usage_cli::Recent),
 }
 
 #[derive(Subcommand)]
@@ -105,6 +117,9 @@ fn main() -> ExitCode {
             Command::Policy {
                 command: PolicyCommand::Test(t),
             } => t.run(),
+            Command::Usage {
+                command: UsageCommand::Recent(r),
+            } => r.run().await,
         }
     });
     match outcome {

@@ -144,15 +144,24 @@ async fn signal() {
     }
 }
 
+/// Model-call records buffered for the store before new ones are dropped (and counted).
+const RECORD_BUFFER: usize = 8192;
+
 /// `mcplane serve`.
 pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
     let mut config = load(path)?;
     if let Some(l) = listen {
         config.server.listen = l;
     }
+    // The store: model-call records are written to it off the request path.
+    let store =
+        mcplane_store::Store::open_with(config.store.url.expose(), config.store.max_connections)
+            .await
+            .context("store.url: cannot open the store")?;
+    let records = mcplane_store::CallWriter::start(store.clone(), RECORD_BUFFER);
     // The model face: registry, router and provider adapters (a restart applies changes to
     // `models` and `routing`).
-    let llm = Dispatcher::new(&config.models, &config.routing, None)
+    let llm = Dispatcher::new(&config.models, &config.routing, Some(records.clone()))
         .context("cannot start the model face")?;
     let governance = Arc::new(
         crate::governance::build(&config, crate::governance::counters(&config).await?)
@@ -223,6 +232,8 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
     });
     mcplane_gateway::http::serve(listener, app, stop, running.config.server.shutdown_grace).await?;
     running.stop().await;
+    records.close().await;
+    store.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

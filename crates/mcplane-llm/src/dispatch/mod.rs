@@ -96,6 +96,8 @@ pub enum DispatchError {
 /// A chat call, decoded by a front door.
 #[derive(Debug)]
 pub struct ChatCall {
+    /// Who is calling (the principal's id), for the request record.
+    pub principal: Option<String>,
     /// The request id.
     pub request_id: String,
     /// The format the client speaks (and gets its answer and errors in).
@@ -113,6 +115,8 @@ pub struct ChatCall {
 /// An embeddings call (OpenAI format at the front door).
 #[derive(Debug)]
 pub struct EmbeddingsCall {
+    /// Who is calling (the principal's id), for the request record.
+    pub principal: Option<String>,
     /// The request id.
     pub request_id: String,
     /// The decoded request.
@@ -415,6 +419,7 @@ impl Dispatcher {
             mut request,
             residency,
             received,
+            principal,
         } = call;
         let stream = request.stream;
         let mut ledger = Ledger::new(
@@ -425,6 +430,7 @@ impl Dispatcher {
             stream,
             received,
         );
+        ledger.rec.principal = principal;
         let needs = chat_needs(&request);
         let residency = self.residency(&residency);
         let requested = request.model.clone();
@@ -567,6 +573,7 @@ impl Dispatcher {
             mut request,
             residency,
             received,
+            principal,
         } = call;
         let mut ledger = Ledger::new(
             self.sink.clone(),
@@ -576,6 +583,7 @@ impl Dispatcher {
             false,
             received,
         );
+        ledger.rec.principal = principal;
         let prompt_tokens = tokens::estimate_embeddings(&request, &request.model);
         let residency = self.residency(&residency);
         let requested = request.model.clone();
