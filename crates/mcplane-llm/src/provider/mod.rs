@@ -277,9 +277,15 @@ impl Prepared {
     }
 }
 
-/// How long a provider asks to wait: `retry-after-ms` (OpenAI) or `Retry-After` in seconds.
-/// (An HTTP-date `Retry-After` is not read; the configured back-off applies then.)
+/// How long a provider asks to wait: `retry-after-ms` (OpenAI), or `Retry-After` in seconds or
+/// as an HTTP date (RFC 9110; a date in the past means now). The caller bounds it by the
+/// configured back-off.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    retry_after_at(headers, std::time::SystemTime::now())
+}
+
+/// [`retry_after`] as seen at `now`.
+pub fn retry_after_at(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(ms) = text("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
         && ms.is_finite()
@@ -287,10 +293,14 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     {
         return Some(Duration::from_secs_f64(ms / 1000.0));
     }
-    let secs = text("retry-after")?.trim().parse::<f64>().ok()?;
-    (0.0..1e9)
-        .contains(&secs)
-        .then(|| Duration::from_secs_f64(secs))
+    let value = text("retry-after")?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (0.0..1e9)
+            .contains(&secs)
+            .then(|| Duration::from_secs_f64(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// Percent-encodes a URL path segment (everything but unreserved characters and `:@`).
@@ -440,11 +450,20 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
         h.insert("retry-after-ms", HeaderValue::from_static("150"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+        // An HTTP date: the time until then (none when it has passed); garbage: none.
         let mut h = HeaderMap::new();
         h.insert(
             "retry-after",
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
+        let at = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        let before = at - Duration::from_secs(90);
+        assert_eq!(retry_after_at(&h, before), Some(Duration::from_secs(90)));
+        assert_eq!(retry_after_at(&h, at + Duration::from_secs(5)), Some(Duration::ZERO));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", HeaderValue::from_static("-3"));
         assert_eq!(retry_after(&h), None);
     }
 }
