@@ -20,6 +20,7 @@ fn config(name: &str, server: &Server) -> UpstreamConfig {
             headers: BTreeMap::from([("X-Api-Key".to_string(), "k-123".to_string())]),
         },
         timeouts: timeouts(),
+        protocol: mcplane_config::ProtocolMode::Stateful,
     }
 }
 
@@ -181,6 +182,7 @@ async fn unreachable_server_is_unavailable_naming_it() {
             headers: BTreeMap::from([("Authorization".to_string(), "Bearer s3cr3t".to_string())]),
         },
         timeouts: timeouts(),
+        protocol: mcplane_config::ProtocolMode::Stateful,
     };
     let run = Running::start(config);
     let err = run.call("echo", json!({})).await.unwrap_err();

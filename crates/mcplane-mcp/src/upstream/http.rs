@@ -27,13 +27,13 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 /// Largest JSON response body.
-const MAX_BODY: usize = 16 * 1024 * 1024;
+pub(super) const MAX_BODY: usize = 16 * 1024 * 1024;
 /// Largest SSE line or event.
 const MAX_EVENT: usize = 16 * 1024 * 1024;
 /// Incoming messages buffered before readers wait for the connection.
 pub(super) const INCOMING_CAPACITY: usize = 256;
 const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
+pub(super) const VERSION_HEADER: &str = "mcp-protocol-version";
 const LAST_EVENT_ID: &str = "last-event-id";
 /// How often a POST response stream is resumed without progress before the request fails.
 const RESUME_ATTEMPTS: u32 = 5;
@@ -47,6 +47,16 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Opens the transport. Nothing is sent yet: the first POST is `initialize`.
 pub async fn open(config: &UpstreamConfig) -> Result<Opened, UpstreamError> {
+    let (tx, rx) = mpsc::channel(INCOMING_CAPACITY);
+    Ok((session_pipe(config, tx)?, rx))
+}
+
+/// A session-based (2025-03-26 … 2025-11-25) pipe that reports what it receives to `tx`; the
+/// stateless pipe falls back to one when its server does not speak 2026-07-28.
+pub(super) fn session_pipe(
+    config: &UpstreamConfig,
+    tx: mpsc::Sender<Incoming>,
+) -> Result<Box<dyn Pipe>, UpstreamError> {
     let Transport::StreamableHttp { url, headers } = &config.transport else {
         return Err(UpstreamError::Unavailable {
             server: config.name.clone(),
@@ -55,7 +65,6 @@ pub async fn open(config: &UpstreamConfig) -> Result<Opened, UpstreamError> {
     };
     let client = build_client(config)?;
     let headers = header_map(&config.name, headers)?;
-    let (tx, rx) = mpsc::channel(INCOMING_CAPACITY);
     let shared = Arc::new(Shared {
         server: config.name.clone(),
         client,
@@ -70,7 +79,7 @@ pub async fn open(config: &UpstreamConfig) -> Result<Opened, UpstreamError> {
         listening: AtomicBool::new(false),
         closing: AtomicBool::new(false),
     });
-    Ok((Box::new(HttpPipe { shared }), rx))
+    Ok(Box::new(HttpPipe { shared }))
 }
 
 /// Builds the one HTTP client a pipe uses (rustls with ring, keep-alive pool, no redirects).

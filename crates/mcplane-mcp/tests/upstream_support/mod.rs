@@ -70,6 +70,7 @@ pub fn stdio(name: &str, args: &[&str]) -> UpstreamConfig {
             },
         },
         timeouts: timeouts(),
+        protocol: mcplane_config::ProtocolMode::Stateful,
     }
 }
 
