@@ -195,3 +195,39 @@ async fn unreachable_server_is_unavailable_naming_it() {
     assert!(!text.contains("s3cr3t"), "{text}");
     run.stop().await;
 }
+
+#[tokio::test]
+async fn protocol_auto_probes_and_falls_back_to_the_session_era() {
+    let server = Server::start("http_server.py", &[]).await;
+    let mut auto = config("auto", &server);
+    auto.protocol = mcplane_config::ProtocolMode::Auto;
+    let run = Running::start(auto);
+    run.ready().await;
+    // The probe (`server/discover`, refused with a 400 that is no modern error) led to initialize.
+    let init = run.up.init_result().unwrap();
+    assert_eq!(init["serverInfo"]["name"], "http-fixture");
+    assert_eq!(init["protocolVersion"], "2025-11-25");
+    assert_eq!(
+        run.text("echo", json!({"text": "after probe"})).await,
+        "after probe"
+    );
+    let headers: BTreeMap<String, String> =
+        serde_json::from_str(&run.text("headers", json!({})).await).unwrap();
+    let has = |name: &str| headers.keys().any(|k| k.eq_ignore_ascii_case(name));
+    assert!(has("mcp-session-id"), "{headers:?}");
+    assert!(!has("mcp-method"), "session-era requests: {headers:?}");
+    run.stop().await;
+
+    // `stateless` against the same server: down, saying why.
+    let mut strict = config("strict", &server);
+    strict.protocol = mcplane_config::ProtocolMode::Stateless;
+    let run = Running::start(strict);
+    run.up.wait_settled().await;
+    match run.up.state() {
+        mcplane_mcp::upstream::UpstreamState::Down { reason } => {
+            assert!(reason.contains("does not speak 2026-07-28"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    run.stop().await;
+}
