@@ -28,6 +28,8 @@ use url::Url;
 
 /// Largest JSON response body.
 pub(super) const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Largest error body read for its message.
+const REFUSAL_BODY: usize = 64 * 1024;
 /// Largest SSE line or event.
 const MAX_EVENT: usize = 16 * 1024 * 1024;
 /// Incoming messages buffered before readers wait for the connection.
@@ -148,6 +150,27 @@ pub(super) fn status_error(server: &str, status: StatusCode) -> UpstreamError {
     UpstreamError::Unavailable {
         server: server.to_string(),
         reason: format!("the server answered HTTP {status}"),
+    }
+}
+
+/// The error for a non-success answer, with the message of the JSON-RPC error its body carries
+/// if any (a modern-only server names the versions it speaks that way), shortened.
+pub(super) async fn refusal(server: &str, resp: Response) -> UpstreamError {
+    let status = resp.status();
+    let said = read_bounded(resp, REFUSAL_BODY)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v.get("error")?.get("message")?.as_str().map(str::to_string));
+    match said {
+        Some(m) => {
+            let m: String = m.chars().take(200).collect();
+            UpstreamError::Unavailable {
+                server: server.to_string(),
+                reason: format!("the server answered HTTP {status}: {m}"),
+            }
+        }
+        None => status_error(server, status),
     }
 }
 
@@ -619,7 +642,7 @@ impl Pipe for HttpPipe {
             });
         }
         if !status.is_success() {
-            return Err(status_error(&s.server, status));
+            return Err(refusal(&s.server, resp).await);
         }
         if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
             return Ok(());
