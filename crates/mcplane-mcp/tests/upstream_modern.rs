@@ -156,6 +156,36 @@ async fn a_modern_upstream_is_spoken_to_statelessly_and_survives_its_misbehaviou
         assert_eq!(a, &format!("ok file:///r{i}"));
     }
 
+    // x-mcp-header: an invalid annotation leaves its tool out; valid ones become headers.
+    let list = run.up.request("tools/list", None, None).await.unwrap();
+    let list = list.into_outcome().unwrap();
+    let names: Vec<&str> = list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"sql") && !names.contains(&"bad_header"),
+        "{names:?}"
+    );
+    for (args, expected) in [
+        (
+            json!({"region": "Zürich", "opts": {"limit": 7}, "query": "select 1"}),
+            json!({"Mcp-Param-Limit": "7", "Mcp-Param-Region": "Zürich"}),
+        ),
+        (
+            json!({"region": "us-west1"}),
+            json!({"Mcp-Param-Region": "us-west1"}),
+        ),
+        (json!({"query": "no headers"}), json!({})),
+    ] {
+        let r = run.call("sql", args.clone()).await.unwrap().into_outcome();
+        let r = r.unwrap_or_else(|e| panic!("{args}: {}", e.message));
+        let seen: Value = serde_json::from_str(r["content"][0]["text"].as_str().unwrap()).unwrap();
+        assert_eq!(seen, expected, "{args}");
+    }
+
     // Misbehaviour fails the one call, with a reason, and nothing else.
     let e = call(&run, "endless").await.unwrap_err();
     assert!(e.contains("more than 16"), "{e}");
