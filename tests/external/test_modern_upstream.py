@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "lib"))
 
 import harness  # noqa: E402
+from sdk_helpers import run, sample, text_of  # noqa: E402
 
-TIMEOUT = 60.0
 WATCHED = "test://watched-resource"
 LOG_DIR = ROOT / "target" / "external-tests" / "modern-upstream"
 
@@ -68,20 +68,6 @@ mcp:
     finally:
         leftovers = mp.stop() + fx.stop()
         assert not leftovers, "mcplane shutdown left processes behind:\n" + "\n".join(leftovers)
-
-
-def run(make: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(make(), TIMEOUT))
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
-
-
-async def sample(_context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-    asked = params.messages[0].content.text
-    return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text=f"sampled: {asked}"),
-                                     model="test-model", stop_reason="endTurn")
 
 
 async def elicit(_context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
@@ -160,6 +146,7 @@ def test_progress_and_logging(eras, direction):
     assert len(logs) >= 3, logs
 
 
+@pytest.mark.filterwarnings("ignore:resources/subscribe is removed")
 def test_legacy_client_gets_list_changes_and_resource_updates_from_a_modern_upstream(eras):
     base, _ = eras
     seen: list[Any] = []

@@ -6,11 +6,11 @@ mod upstream_support;
 
 use mcplane_config::{Transport, UpstreamConfig};
 use mcplane_mcp::upstream::UpstreamError;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use upstream_support::{Running, Server, timeouts};
+use upstream_support::{Running, Server, stats, timeouts};
 
 fn config(name: &str, server: &Server) -> UpstreamConfig {
     UpstreamConfig {
@@ -22,22 +22,6 @@ fn config(name: &str, server: &Server) -> UpstreamConfig {
         timeouts: timeouts(),
         protocol: mcplane_config::ProtocolMode::Stateful,
     }
-}
-
-/// The fixture's counters (a bare HTTP/1.0 GET: no client setup needed).
-async fn stats(server: &Server) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .unwrap();
-    conn.write_all(b"GET /stats HTTP/1.0\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let body = raw.split_once("\r\n\r\n").unwrap().1;
-    serde_json::from_str(body).unwrap()
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use upstream_support::{Running, Server, timeouts};
+use upstream_support::{Running, Server, stats, timeouts};
 
 fn config(server: &Server, protocol: ProtocolMode) -> UpstreamConfig {
     UpstreamConfig {
@@ -26,20 +26,6 @@ fn config(server: &Server, protocol: ProtocolMode) -> UpstreamConfig {
         timeouts: timeouts(),
         protocol,
     }
-}
-
-async fn stats(server: &Server) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .unwrap();
-    conn.write_all(b"GET /stats HTTP/1.0\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap()
 }
 
 async fn call(run: &Running, tool: &str) -> Result<Value, String> {

@@ -179,6 +179,26 @@ impl Legacy {
         panic!("the stream ended without a response");
     }
 
+    /// `tools/call` of `name` with `params` (`name` added), nothing answered.
+    async fn tool(&self, id: u64, name: &str, mut params: Value) -> (Vec<Value>, Value) {
+        self.tool_answering(id, name, params.take(), |_| None).await
+    }
+
+    /// `tools/call` of `name` with `params` (`name` added), questions answered by `answer`.
+    async fn tool_answering(
+        &self,
+        id: u64,
+        name: &str,
+        mut params: Value,
+        answer: impl Fn(&Value) -> Option<Value>,
+    ) -> (Vec<Value>, Value) {
+        if !params.is_object() {
+            params = json!({});
+        }
+        params["name"] = json!(name);
+        self.call(id, "tools/call", params, answer).await
+    }
+
     /// The standalone GET stream of the session.
     async fn standalone(&self) -> Events {
         let r = http()
@@ -256,11 +276,10 @@ async fn a_legacy_client_gets_a_modern_upstream_bridged() {
 
         // Progress with the client's own token.
         let (before, done) = c
-            .call(
+            .tool(
                 2,
-                "tools/call",
-                json!({"name": "fx__test_tool_with_progress", "_meta": {"progressToken": "mine"}}),
-                |_| None,
+                "fx__test_tool_with_progress",
+                json!({"_meta": {"progressToken": "mine"}}),
             )
             .await;
         assert!(done["result"].is_object(), "{done}");
@@ -276,14 +295,7 @@ async fn a_legacy_client_gets_a_modern_upstream_bridged() {
         );
 
         // Logging.
-        let (before, _) = c
-            .call(
-                3,
-                "tools/call",
-                json!({"name": "fx__test_tool_with_logging"}),
-                |_| None,
-            )
-            .await;
+        let (before, _) = c.tool(3, "fx__test_tool_with_logging", json!({})).await;
         let logs = before
             .iter()
             .filter(|m| m["method"] == "notifications/message")
@@ -292,58 +304,48 @@ async fn a_legacy_client_gets_a_modern_upstream_bridged() {
 
         // Sampling, elicitation and roots: input_required upstream, requests on our stream.
         let (before, done) = c
-            .call(
+            .tool_answering(
                 4,
-                "tools/call",
-                json!({"name": "fx__test_sampling", "arguments": {"prompt": "capital?"}}),
+                "fx__test_sampling",
+                json!({"arguments": {"prompt": "capital?"}}),
                 client_answers,
             )
             .await;
         assert_eq!(before[0]["method"], "sampling/createMessage", "{before:?}");
         assert!(text(&done).contains("sampled capital?"), "{done}");
         let (_, done) = c
-            .call(
+            .tool_answering(
                 5,
-                "tools/call",
-                json!({"name": "fx__test_elicitation", "arguments": {"message": "who?"}}),
+                "fx__test_elicitation",
+                json!({"arguments": {"message": "who?"}}),
                 client_answers,
             )
             .await;
         assert!(text(&done).contains("ada@example.com"), "{done}");
         let (_, done) = c
-            .call(
+            .tool_answering(
                 6,
-                "tools/call",
-                json!({"name": "fx__test_input_required_result_list_roots"}),
+                "fx__test_input_required_result_list_roots",
+                json!({}),
                 client_answers,
             )
             .await;
         assert!(text(&done).contains("file:///work"), "{done}");
         // Two rounds of input.
         let (before, done) = c
-            .call(
-                7,
-                "tools/call",
-                json!({"name": "fx__test_input_required_result_multi_round"}),
-                |r| {
+            .tool_answering(7, "fx__test_input_required_result_multi_round", json!({}), |r| {
                     Some(json!({"action": "accept", "content": if r["params"]["requestedSchema"]["properties"].get("color").is_some() {
                         json!({"color": "blue"})
                     } else {
                         json!({"name": "Ada"})
                     }}))
-                },
-            )
+                })
             .await;
         assert_eq!(before.len(), 2, "{before:?}");
         assert_eq!(text(&done), "Ada likes blue", "{done}");
         // The session-based upstream is still there.
         let (_, echoed) = c
-            .call(
-                8,
-                "tools/call",
-                json!({"name": "demo__echo", "arguments": {"text": "hi"}}),
-                |_| None,
-            )
+            .tool(8, "demo__echo", json!({"arguments": {"text": "hi"}}))
             .await;
         assert!(echoed["result"].is_object(), "{echoed}");
     }
@@ -365,12 +367,7 @@ async fn a_legacy_client_gets_a_modern_upstream_bridged() {
     let deadline = Instant::now() + WAIT;
     loop {
         let (_, r) = c
-            .call(
-                2,
-                "tools/call",
-                json!({"name": "fx__test_trigger_resource_update"}),
-                |_| None,
-            )
+            .tool(2, "fx__test_trigger_resource_update", json!({}))
             .await;
         if !text(&r).contains("to 0 subscriber") {
             break;
@@ -387,13 +384,7 @@ async fn a_legacy_client_gets_a_modern_upstream_bridged() {
         updated["params"].get("_meta").is_none(),
         "the upstream's subscription id stays on its leg: {updated}"
     );
-    c.call(
-        3,
-        "tools/call",
-        json!({"name": "fx__test_trigger_tool_change"}),
-        |_| None,
-    )
-    .await;
+    c.tool(3, "fx__test_trigger_tool_change", json!({})).await;
     standalone.until("notifications/tools/list_changed").await;
     drop(fx);
 }
@@ -404,10 +395,10 @@ async fn missing_capabilities_and_unanswered_questions_fail_clearly() {
     let gw = start(&fixture, "2s").await;
     let (bare, _) = Legacy::connect(gw.url("/mcp"), json!({})).await;
     let (before, r) = bare
-        .call(
+        .tool_answering(
             1,
-            "tools/call",
-            json!({"name": "fx__test_sampling", "arguments": {"prompt": "x"}}),
+            "fx__test_sampling",
+            json!({"arguments": {"prompt": "x"}}),
             client_answers,
         )
         .await;
@@ -429,11 +420,10 @@ async fn missing_capabilities_and_unanswered_questions_fail_clearly() {
     let (c, _) = Legacy::connect(gw.url("/mcp"), caps).await;
     let started = Instant::now();
     let (before, r) = c
-        .call(
+        .tool(
             1,
-            "tools/call",
-            json!({"name": "fx__test_sampling", "arguments": {"prompt": "x"}}),
-            |_| None,
+            "fx__test_sampling",
+            json!({"arguments": {"prompt": "x"}}),
         )
         .await;
     assert_eq!(before[0]["method"], "sampling/createMessage");
@@ -444,14 +434,7 @@ async fn missing_capabilities_and_unanswered_questions_fail_clearly() {
         started.elapsed()
     );
     // The session still works afterwards.
-    let (_, ok) = c
-        .call(
-            2,
-            "tools/call",
-            json!({"name": "fx__test_simple_text"}),
-            |_| None,
-        )
-        .await;
+    let (_, ok) = c.tool(2, "fx__test_simple_text", json!({})).await;
     assert!(ok["result"].is_object(), "{ok}");
 }
 
@@ -623,39 +606,18 @@ async fn a_modern_upstream_that_dies_mid_listen_is_heard_again_after_it_returns(
     let caps: Value = serde_json::from_str(ALL_CAPS).unwrap();
     let (c, _) = Legacy::connect(gw.url("/mcp"), caps).await;
     let mut standalone = c.standalone().await;
-    let (_, ok) = c
-        .call(
-            1,
-            "tools/call",
-            json!({"name": "fx__test_simple_text"}),
-            |_| None,
-        )
-        .await;
+    let (_, ok) = c.tool(1, "fx__test_simple_text", json!({})).await;
     assert!(ok["result"].is_object(), "{ok}");
 
     fixture.shutdown().await.unwrap();
-    let (_, down) = c
-        .call(
-            2,
-            "tools/call",
-            json!({"name": "fx__test_simple_text"}),
-            |_| None,
-        )
-        .await;
+    let (_, down) = c.tool(2, "fx__test_simple_text", json!({})).await;
     assert!(down.get("error").is_some(), "{down}");
 
     let (again, _fx2) = modern_fixture(addr).await;
     // Whatever changed while the stream was down is unknown: caches are refreshed and clients
     // are told the lists changed.
     standalone.until("notifications/tools/list_changed").await;
-    let (_, ok) = c
-        .call(
-            3,
-            "tools/call",
-            json!({"name": "fx__test_simple_text"}),
-            |_| None,
-        )
-        .await;
+    let (_, ok) = c.tool(3, "fx__test_simple_text", json!({})).await;
     assert!(ok["result"].is_object(), "{ok}");
     drop(again);
 }
@@ -675,4 +637,64 @@ async fn protocol_stateful_against_a_modern_only_upstream_says_why_it_is_down() 
         fx["reason"].as_str().unwrap_or_default().contains(MODERN),
         "the upstream's refusal names the version it speaks: {ready}"
     );
+}
+
+#[tokio::test]
+async fn concurrent_legacy_clients_get_their_own_questions_and_answers() {
+    let (fixture, _fx) = modern_fixture("127.0.0.1:0".parse().unwrap()).await;
+    let gw = start(&fixture, "10s").await;
+    let url = gw.url("/mcp/vs");
+    let runs = (0..8).map(|i| {
+        let url = url.clone();
+        async move {
+            let caps: Value = serde_json::from_str(ALL_CAPS).unwrap();
+            let (c, _) = Legacy::connect(url, caps).await;
+            let prompt = format!("question {i}");
+            let (before, done) = c
+                .tool_answering(
+                    1,
+                    "fx__test_sampling",
+                    json!({"arguments": {"prompt": prompt}}),
+                    client_answers,
+                )
+                .await;
+            assert_eq!(
+                before.len(),
+                1,
+                "one question for this client only: {before:?}"
+            );
+            assert!(
+                text(&done).contains(&format!("sampled question {i}")),
+                "{i}: {done}"
+            );
+        }
+    });
+    futures::future::join_all(runs).await;
+}
+
+#[tokio::test]
+async fn a_legacy_session_id_on_a_modern_request_is_refused() {
+    let (fixture, _fx) = modern_fixture("127.0.0.1:0".parse().unwrap()).await;
+    let gw = start(&fixture, "10s").await;
+    let caps: Value = serde_json::from_str(ALL_CAPS).unwrap();
+    let (c, _) = Legacy::connect(gw.url("/mcp/vs"), caps).await;
+    for path in ["/mcp", "/mcp/vs"] {
+        let r = modern_post(&gw.url(path), json!(1), "tools/list", json!({}))
+            .header("mcp-session-id", &c.session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Mcp-Session-Id"),
+            "{body}"
+        );
+    }
+    // The session itself is unharmed.
+    let (_, ok) = c.tool(2, "fx__test_simple_text", json!({})).await;
+    assert!(ok["result"].is_object(), "{ok}");
 }

@@ -677,14 +677,9 @@ impl Pipe for HttpPipe {
         {
             *version = Some(value);
         }
-        if s.listening.swap(true, Ordering::AcqRel)
-            || tokio::runtime::Handle::try_current().is_err()
-        {
-            return;
-        }
-        if let Some(tx) = s.sender() {
-            s.tasks.spawn(listen(s.clone(), tx));
-        }
+        start_once(&s.listening, &s.tasks, s.sender(), |tx| {
+            listen(s.clone(), tx)
+        });
     }
 
     async fn close(&self) {
@@ -701,9 +696,32 @@ impl Pipe for HttpPipe {
             // Ending the session is a courtesy: errors and 405 are fine.
             let _ = tokio::time::timeout(s.timeouts.connect, rb.send()).await;
         }
-        s.tasks.close();
-        let _ = tokio::time::timeout(CLOSE_WAIT, s.tasks.wait()).await;
+        drain(&s.tasks).await;
     }
+}
+
+/// Spawns a pipe's long-lived stream (`task`, given the pipe's sender) the first time asked,
+/// when there is a runtime and the pipe is open.
+pub(super) fn start_once<F>(
+    started: &AtomicBool,
+    tasks: &TaskTracker,
+    tx: Option<mpsc::Sender<Incoming>>,
+    task: impl FnOnce(mpsc::Sender<Incoming>) -> F,
+) where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    if started.swap(true, Ordering::AcqRel) || tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    if let Some(tx) = tx {
+        tasks.spawn(task(tx));
+    }
+}
+
+/// Lets a closing pipe's background tasks finish, for a moment at most.
+pub(super) async fn drain(tasks: &TaskTracker) {
+    tasks.close();
+    let _ = tokio::time::timeout(CLOSE_WAIT, tasks.wait()).await;
 }
 
 impl Drop for HttpPipe {

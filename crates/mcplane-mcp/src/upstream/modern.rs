@@ -36,8 +36,8 @@
 //! else is relayed untouched.
 
 use super::http::{
-    BodyKind, MAX_BODY, SseReader, VERSION_HEADER, body_kind, build_client, header_map,
-    parse_messages, post_message, read_bounded, session_pipe,
+    BodyKind, MAX_BODY, SseReader, VERSION_HEADER, body_kind, build_client, drain, header_map,
+    parse_messages, post_message, read_bounded, session_pipe, start_once,
 };
 use super::{Incoming, Opened, Pipe, UpstreamError, supervisor};
 use crate::jsonrpc::{
@@ -67,8 +67,6 @@ const MAX_ROUNDS: u32 = 16;
 /// Listen stream reconnect back-off.
 const LISTEN_BACKOFF_MIN: Duration = Duration::from_millis(250);
 const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// How long `close` waits for background tasks.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// The log level asked for when no `logging/setLevel` came: everything, as a session-based
 /// server sends by default (downstream, each client's own level filters).
 const DEFAULT_LOG_LEVEL: &str = "debug";
@@ -1140,14 +1138,9 @@ impl Pipe for ModernPipe {
             return pipe.negotiated(protocol_version);
         }
         let s = &self.shared;
-        if s.listening.swap(true, Ordering::AcqRel)
-            || tokio::runtime::Handle::try_current().is_err()
-        {
-            return;
-        }
-        if let Some(tx) = s.sender() {
-            s.tasks.spawn(listen(s.clone(), tx));
-        }
+        start_once(&s.listening, &s.tasks, s.sender(), |tx| {
+            listen(s.clone(), tx)
+        });
     }
 
     async fn close(&self) {
@@ -1163,8 +1156,7 @@ impl Pipe for ModernPipe {
         for (_, call) in locked(&s.calls).drain() {
             call.abort();
         }
-        s.tasks.close();
-        let _ = tokio::time::timeout(CLOSE_WAIT, s.tasks.wait()).await;
+        drain(&s.tasks).await;
     }
 }
 
