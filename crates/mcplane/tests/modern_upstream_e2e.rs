@@ -698,3 +698,32 @@ async fn a_legacy_session_id_on_a_modern_request_is_refused() {
     let (_, ok) = c.tool(2, "fx__test_simple_text", json!({})).await;
     assert!(ok["result"].is_object(), "{ok}");
 }
+
+#[tokio::test]
+async fn a_legacy_clients_cancel_stops_the_modern_upstreams_work() {
+    let (fixture, fx) = modern_fixture("127.0.0.1:0".parse().unwrap()).await;
+    let gw = start(&fixture, "20s").await;
+    let caps: Value = serde_json::from_str(ALL_CAPS).unwrap();
+    let (c, _) = Legacy::connect(gw.url("/mcp"), caps).await;
+    let r = c
+        .post(
+            json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+            "name": "fx__test_wait_for_cancel", "_meta": {"progressToken": "p"}}}),
+        )
+        .await;
+    let mut events = Events::new(r);
+    let progress = events.until("notifications/progress").await;
+    assert_eq!(progress["params"]["progressToken"], "p");
+    assert_eq!(fx.cancellations(), 0);
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 5, "reason": "changed my mind"}});
+    assert_eq!(c.post(cancel).await.status(), 202);
+    let deadline = Instant::now() + WAIT;
+    while fx.cancellations() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream never saw the cancel"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1123,11 +1123,14 @@ impl Pipe for ModernPipe {
                 self.answer(id, json!({})).await
             }
             _ => {
+                // Held while spawning, so the call cannot end (and forget itself) before it is
+                // recorded.
+                let mut calls = locked(&s.calls);
                 let handle = s
                     .tasks
                     .spawn(run_call(s.clone(), id, method, params))
                     .abort_handle();
-                locked(&s.calls).insert(id, handle);
+                calls.insert(id, handle);
                 Ok(())
             }
         }
