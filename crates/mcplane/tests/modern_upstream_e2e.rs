@@ -40,14 +40,17 @@ async fn start(fixture: &HttpFixture, call_timeout: &str) -> Gateway {
         serde_json::to_string(exe()).unwrap()
     );
     let gw = Gateway::start(&yaml);
-    let ready = gw.wait_ready().await;
-    let states: Vec<&Value> = ready["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| &s["state"])
-        .collect();
-    assert!(states.iter().all(|s| *s == "ready"), "{ready}");
+    // /readyz says 200 once every upstream settled; its detail may be a moment older.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ready = gw.wait_ready().await;
+        let servers = ready["servers"].as_array().unwrap();
+        if servers.iter().all(|s| s["state"] == "ready") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     gw
 }
 
@@ -386,7 +389,25 @@ async fn a_legacy_client_gets_a_modern_upstream_bridged() {
     );
     c.tool(3, "fx__test_trigger_tool_change", json!({})).await;
     standalone.until("notifications/tools/list_changed").await;
-    drop(fx);
+
+    // The last unsubscribe reaches the upstream too (the listen stream is reopened without it).
+    let (_, unsub) = c
+        .call(
+            4,
+            "resources/unsubscribe",
+            json!({"uri": WATCHED_URI}),
+            |_| None,
+        )
+        .await;
+    assert!(unsub["result"].is_object(), "{unsub}");
+    let deadline = Instant::now() + WAIT;
+    while fx.update_resource(WATCHED_URI) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream subscription outlived its last session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
