@@ -222,3 +222,28 @@ async fn stateful_against_a_modern_only_server_is_down_with_its_reason() {
     }
     run.stop().await;
 }
+
+#[tokio::test]
+async fn a_header_mismatch_on_an_unlisted_tool_relists_and_retries_once() {
+    let server = Server::start("modern_server.py", &[]).await;
+    let run = Running::start(config(&server, ProtocolMode::Stateless));
+    run.ready().await;
+    // No tools/list yet: the first attempt lacks Mcp-Param-Region, the server says -32020,
+    // mcplane re-lists and the retry carries the header.
+    let r = run
+        .call("sql", json!({"region": "eu-north1"}))
+        .await
+        .unwrap()
+        .into_outcome()
+        .unwrap();
+    let seen: Value = serde_json::from_str(r["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(seen, json!({"Mcp-Param-Region": "eu-north1"}));
+    let s = stats(&server).await;
+    assert_eq!(s["mismatches"], 1, "{s}");
+    // A mismatch that re-listing cannot fix is the call's error, once.
+    let e = run.call("sql", json!({"region": 1.5})).await.unwrap();
+    assert_eq!(e.rpc_error().unwrap().code, -32020);
+    let s = stats(&server).await;
+    assert_eq!(s["mismatches"], 3, "one retry, no more: {s}");
+    run.stop().await;
+}

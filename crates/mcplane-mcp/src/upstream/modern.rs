@@ -376,6 +376,32 @@ impl Shared {
         classify(&self.server, answer)
     }
 
+    /// Fetches every `tools/list` page to learn the tools' `x-mcp-header` annotations.
+    async fn relist_tools(&self) {
+        let mut cursor: Option<Value> = None;
+        for page in 0..MAX_ROUNDS {
+            let params = cursor.take().map(|c| json!({"cursor": c}));
+            let request = Message::request(
+                json!(format!("mcplane-relist-{page}")),
+                "tools/list",
+                Some(self.with_meta(params)),
+            )
+            .into_value();
+            let Ok(Ok(mut result)) = self
+                .exchange(&request, None, None)
+                .await
+                .map(Message::into_outcome)
+            else {
+                return;
+            };
+            self.learn_tools(&mut result);
+            match result.get("nextCursor") {
+                Some(c @ Value::String(s)) if !s.is_empty() => cursor = Some(c.clone()),
+                _ => return,
+            }
+        }
+    }
+
     /// Records the `x-mcp-header` annotations of a `tools/list` page, and removes the tools
     /// whose annotations are invalid (spec: clients MUST exclude them).
     fn learn_tools(&self, result: &mut Value) {
@@ -697,7 +723,9 @@ async fn call_rounds(
     tx: &mpsc::Sender<Incoming>,
 ) -> Result<Message, Failure> {
     let mut extra: Map<String, Value> = Map::new();
-    for round in 0..=MAX_ROUNDS {
+    let mut relisted = false;
+    let mut round = 0;
+    while round <= MAX_ROUNDS {
         let mut p = shared.with_meta(params.clone());
         if let Value::Object(p) = &mut p {
             // Only mcplane carries input between rounds: nothing of the caller's survives.
@@ -715,6 +743,16 @@ async fn call_rounds(
             .exchange(&request, Some(id), Some(tx))
             .await
             .map_err(Failure::Transport)?;
+        let mismatch = answer
+            .rpc_error()
+            .is_some_and(|e| e.code == HEADER_MISMATCH);
+        if mismatch && method == "tools/call" && !relisted {
+            // The tool's `x-mcp-header` annotations may be new to mcplane: re-list, retry once.
+            relisted = true;
+            shared.relist_tools().await;
+            continue;
+        }
+        round += 1;
         let input_required = answer
             .result()
             .and_then(|r| r.get("resultType"))
