@@ -26,8 +26,11 @@
 #   fixture-modern   THROUGH mcplane in front of `mcplane-fixture --http ADDR --modern-only` (a
 #               streamable_http upstream reached in the 2026-07-28 era, protocol auto), expected
 #               failures conformance/fixture-modern-2025-11-25.yaml
+#   fixture-modern-2026  the same upstream, suite --requirements 2026-07-28 (modern on both legs:
+#               input_required relayed under mcplane's own requestState), expected failures
+#               conformance/fixture-modern-2026-07-28.yaml
 #
-# Usage: scripts/conformance.sh [--update-baselines] [LEG ...]     (default: all six legs)
+# Usage: scripts/conformance.sh [--update-baselines] [LEG ...]     (default: all seven legs)
 #
 # Summaries go to conformance/results/<leg>.json (checked in); raw suite output and process logs
 # to conformance-results/<leg>/ (git-ignored). Fails if the suite exits non-zero for any leg, if a
@@ -59,12 +62,12 @@ legs=()
 for arg in "$@"; do
   case "$arg" in
     --update-baselines) update=1 ;;
-    direct|everything|fixture|everything-2026|fixture-2026|fixture-modern) legs+=("$arg") ;;
+    direct|everything|fixture|everything-2026|fixture-2026|fixture-modern|fixture-modern-2026) legs+=("$arg") ;;
     -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "conformance: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
-[[ ${#legs[@]} -gt 0 ]] || legs=(direct everything fixture everything-2026 fixture-2026 fixture-modern)
+[[ ${#legs[@]} -gt 0 ]] || legs=(direct everything fixture everything-2026 fixture-2026 fixture-modern fixture-modern-2026)
 
 say() { printf '\n== conformance: %s\n' "$*"; }
 die() { printf 'conformance: FAIL: %s\n' "$*" >&2; exit 1; }
@@ -228,8 +231,8 @@ EOF
   stop_bg "$MP_PID" || { show_log "$dir/mcplane.log"; FAILED+=("$leg: mcplane shutdown left processes behind"); }
 }
 
-leg_fixture_modern() {  # the fixture as a modern-only HTTP upstream, a session-based suite in front
-  local leg=fixture-modern req="$LEGACY_REQ"
+leg_fixture_modern() {  # leg_fixture_modern [LEG REQ]: the fixture as a modern-only HTTP upstream
+  local leg="${1:-fixture-modern}" req="${2:-$LEGACY_REQ}"
   local dir="$RAW_ROOT/$leg"; mkdir -p "$dir"
   [[ -x "$FIXTURE_BIN" ]] || die "$FIXTURE_BIN missing; run cargo build --bins"
   local port; port="$("$PY" "$HARNESS" free-port)"
@@ -259,6 +262,7 @@ EOF
 for leg in "${legs[@]}"; do
   case "$leg" in
     fixture-modern) leg_fixture_modern ;;
+    fixture-modern-2026) leg_fixture_modern fixture-modern-2026 "$MODERN_REQ" ;;
     everything-2026) leg_everything everything-2026 "$MODERN_REQ" ;;
     fixture-2026) leg_fixture fixture-2026 "$MODERN_REQ" ;;
     *) "leg_$leg" ;;
