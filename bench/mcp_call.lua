@@ -8,8 +8,9 @@
 -- Environment:
 --   MCP_SESSIONS  comma-separated Mcp-Session-Id values; requests rotate over them
 --   MCP_PATH      request path (default /mcp)
---   MCP_TOOL      tool name (default echo)
---   MCP_ARGS      JSON object of tool arguments (default {})
+--   MCP_METHOD    JSON-RPC method (default tools/call)
+--   MCP_TOOL      tool name (default echo; tools/call only)
+--   MCP_ARGS      JSON object of tool arguments (default {}; tools/call only)
 --   MCP_AUTH      optional Authorization header value (e.g. "Bearer …")
 --   MCP_DELAY_MS  optional think time between requests on a connection (paced runs)
 --   MCP_OUT       file the summary is written to as one JSON object
@@ -56,7 +57,12 @@ function init(args)
   nsessions = #sessions
 
   body_head = '{"jsonrpc":"2.0","id":'
-  body_tail = ',"method":"tools/call","params":{"name":"' .. tool .. '","arguments":' .. arguments .. '}}'
+  local method = os.getenv("MCP_METHOD") or "tools/call"
+  if method == "tools/call" then
+    body_tail = ',"method":"tools/call","params":{"name":"' .. tool .. '","arguments":' .. arguments .. '}}'
+  else
+    body_tail = ',"method":"' .. method .. '","params":{}}'
+  end
   -- ids: thread number * 1e9 + per-thread counter, unique across the whole run
   id_base = tid * 1000000000
   counter = 0

@@ -5,6 +5,7 @@
 #
 #   bench/run.sh                      # build mcplane (work tree), install what is missing, run
 #   BENCH_REV=HEAD bench/run.sh       # benchmark a committed revision (exported and built in bench/out/)
+#   bench/run.sh lists                # merged tools/list across 1, 10, 50 upstreams, cached and uncached (bench/lists.py)
 #
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_DURATION (10 s per saturation and c=1 run),
 # BENCH_PACED_DURATION (5), BENCH_PACED_DELAY_MS (1), BENCH_THREADS (2), BENCH_CONNECTIONS (32),
@@ -114,4 +115,7 @@ done
 export BENCH_QUIET_LOG="{\"max_busy_pct\": $max_busy, \"samples\": [$(IFS=,; echo "${samples[*]}")]}"
 
 log "uptime: $(uptime)"
-exec python3 "$BENCH/bench.py" "$@"
+case "${1:-}" in
+  lists) shift; exec python3 "$BENCH/lists.py" "$@" ;;   # tools/list across 1/10/50 upstreams
+  *) exec python3 "$BENCH/bench.py" "$@" ;;
+esac

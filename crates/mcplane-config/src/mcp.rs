@@ -94,6 +94,11 @@ pub struct UpstreamSpec {
     pub url: Option<String>,
     /// HTTP transports: headers sent with every request (use `${ENV}` for secrets).
     pub headers: Option<BTreeMap<String, String>>,
+    /// Longest time mcplane serves this upstream's tools, prompts and resources lists from its
+    /// cache. By default lists are cached until the server announces a change (`list_changed`)
+    /// or reconnects; set this for a server whose lists change without telling (`0s` = ask it
+    /// on every list; concurrent lists still share one request).
+    pub list_ttl: Option<HumanDuration>,
     /// Timeouts for this upstream.
     pub timeouts: Option<TimeoutsSpec>,
     /// stdio: restart back-off.
@@ -330,6 +335,8 @@ pub struct UpstreamConfig {
     pub timeouts: Timeouts,
     /// Which protocol era to speak (`stateless` only with Streamable HTTP).
     pub protocol: ProtocolMode,
+    /// Longest a cached list is served (`None`: until a change is announced or it reconnects).
+    pub list_ttl: Option<Duration>,
 }
 
 /// Validated `mcp` section.
@@ -540,6 +547,7 @@ impl UpstreamSpec {
             transport,
             timeouts,
             protocol,
+            list_ttl: self.list_ttl.map(|d| d.0),
         })
     }
 }

@@ -22,8 +22,9 @@
 //! header but carries `_meta["io.modelcontextprotocol/protocolVersion"]`, is served statelessly
 //! through [`Server::dispatch_modern`]: no session (an `Mcp-Session-Id` on it is refused), the
 //! mirrored headers checked against the body (`MCP-Protocol-Version` = `_meta` version,
-//! `Mcp-Method` = `method`, `Mcp-Name` = `params.name`/`params.uri`, Base64 sentinel decoded;
-//! any mismatch or omission: 400 `HeaderMismatch` -32020), errors mapped to their HTTP status
+//! `Mcp-Method` = `method`, `Mcp-Name` = `params.name`/`params.uri`, and for `tools/call` each
+//! `Mcp-Param-*` header the tool declares with `x-mcp-header` = its argument; Base64 sentinel
+//! decoded; any mismatch or omission: 400 `HeaderMismatch` -32020), errors mapped to their HTTP status
 //! (-32601 → 404; -32020, -32021, -32022, and `_meta` validation → 400), no SSE event ids, and
 //! closing the response stream cancels the request. GET and DELETE are 405 for such clients.
 
@@ -47,6 +48,7 @@ use bytes::Bytes;
 use futures::stream::{self, SelectAll};
 use futures::{Stream, StreamExt};
 use mcplane_mcp::jsonrpc::{self, Body, Kind, Message, RpcError};
+use mcplane_mcp::param_headers;
 use mcplane_mcp::protocol::{self, meta};
 use mcplane_mcp::server::{Dispatch, ModernDispatch, Server, Session, StandaloneStream};
 use serde_json::Value;
@@ -257,10 +259,14 @@ fn named_field(method: &str) -> Option<&'static str> {
 /// A mirrored header's value: surrounding whitespace removed, the `=?base64?…?=` sentinel
 /// decoded (standard alphabet, padded, UTF-8).
 fn header_value(raw: &axum::http::HeaderValue) -> Result<String, String> {
-    let v = raw
-        .to_str()
-        .map_err(|_| "is not visible ASCII (Base64-encode it as =?base64?…?=)".to_string())?;
-    protocol::decode_header_value(v)
+    protocol::decode_header_value(&header_text(raw)?)
+}
+
+/// A header's raw text, or why it is not visible ASCII.
+fn header_text(raw: &axum::http::HeaderValue) -> Result<String, String> {
+    raw.to_str()
+        .map(str::to_string)
+        .map_err(|_| "is not visible ASCII (Base64-encode it as =?base64?…?=)".to_string())
 }
 
 /// Checks the headers a 2026-07-28 request mirrors from its body; the error is a
@@ -327,6 +333,32 @@ fn check_mirrored_headers(headers: &axum::http::HeaderMap, msg: &Message) -> Res
 }
 
 impl Endpoint {
+    /// Checks the headers a 2026-07-28 request mirrors from its body: the standard ones, and for
+    /// `tools/call` the `Mcp-Param-*` headers of the tool's `x-mcp-header` parameters.
+    async fn check_headers(
+        &self,
+        headers: &axum::http::HeaderMap,
+        msg: &Message,
+    ) -> Result<(), RpcError> {
+        check_mirrored_headers(headers, msg)?;
+        if msg.method() != Some("tools/call") {
+            return Ok(());
+        }
+        let params = msg.params();
+        let Some(name) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {
+            return Ok(());
+        };
+        let Some(declared) = self.server.param_headers(name).await else {
+            return Ok(());
+        };
+        param_headers::check(
+            &declared,
+            params.and_then(|p| p.get("arguments")),
+            |header| headers.get(header).map(header_text),
+        )
+        .map_err(|m| RpcError::header_mismatch(format!("Header mismatch: {m}")))
+    }
+
     /// A POST of a stateless 2026-07-28 client.
     async fn modern(&self, headers: &axum::http::HeaderMap, parsed: Body) -> Response {
         if headers.contains_key(SESSION_HEADER) {
@@ -356,7 +388,7 @@ impl Endpoint {
         };
         let id = msg.id().cloned().unwrap_or(Value::Null);
         if msg.kind() == Kind::Request
-            && let Err(e) = check_mirrored_headers(headers, &msg)
+            && let Err(e) = self.check_headers(headers, &msg).await
         {
             return rpc_error_with_id(StatusCode::BAD_REQUEST, id, &e);
         }

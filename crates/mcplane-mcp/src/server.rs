@@ -21,6 +21,7 @@ mod mrtr;
 pub use modern::{CacheHints, Listening, ModernDispatch, ServerOptions};
 
 use crate::jsonrpc::{Kind, Message, RpcError};
+use crate::param_headers::ParamHeader;
 use crate::protocol::{self, LogLevel};
 use async_trait::async_trait;
 use rand::RngCore;
@@ -83,6 +84,12 @@ pub trait Service: Send + Sync + 'static {
     /// supported (`-32601`).
     async fn listen(&self, _cx: &RequestContext, _filter: &Value) -> Result<Listening, RpcError> {
         Err(RpcError::method_not_found("subscriptions/listen"))
+    }
+
+    /// The parameters tool `name` mirrors into `Mcp-Param-*` headers (its `x-mcp-header`
+    /// annotations), which a 2026-07-28 `tools/call` over HTTP must carry. The default: none.
+    async fn param_headers(&self, _name: &str) -> Option<Arc<Vec<ParamHeader>>> {
+        None
     }
 
     /// The session ended (client DELETE, idle expiry, shutdown).
@@ -493,6 +500,12 @@ impl Server {
         }
         s.touch();
         Ok(s)
+    }
+
+    /// The `Mcp-Param-*` headers a `tools/call` of tool `name` must carry (see
+    /// [`Service::param_headers`]).
+    pub async fn param_headers(&self, name: &str) -> Option<Arc<Vec<ParamHeader>>> {
+        self.service.param_headers(name).await
     }
 
     /// Ends a session: cancels its requests, fails its pending server→client requests.

@@ -3,7 +3,8 @@
 //! in the upstream's own ids, several at once), undeclared capabilities refused with -32021,
 //! a closed response stream cancelling the upstream call, an expired round failing the
 //! upstream's request, `server/discover` and cache hints, and `subscriptions/listen` fed by the
-//! upstream (with the upstream subscription it needs).
+//! upstream (with the upstream subscription it needs), a `list_changed` storm coalesced and the
+//! re-listing after it served by one upstream fetch.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -482,4 +483,69 @@ async fn listeners_get_what_they_asked_for_and_hold_the_upstream_subscription() 
             .any(|m| m["method"] == "resources/unsubscribe" && m["params"]["uri"] == "test://r")
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_list_changed_storm_is_coalesced_and_re_listing_fetches_once() {
+    let rig = rig(ServerOptions::default()).await;
+    let tools_lists = |rig: &Rig| {
+        rig.sent()
+            .iter()
+            .filter(|m| m["method"] == "tools/list")
+            .count()
+    };
+    let listen = Message::request(
+        json!("L"),
+        "subscriptions/listen",
+        Some(json!({"_meta": meta(json!({})), "notifications": {"toolsListChanged": true}})),
+    );
+    let mut rx = rig.stream(listen).await;
+    assert_eq!(
+        rx.recv().await.unwrap()["method"],
+        "notifications/subscriptions/acknowledged"
+    );
+    let list = || {
+        Message::request(
+            json!(1),
+            "tools/list",
+            Some(json!({"_meta": meta(json!({}))})),
+        )
+    };
+    rig.last(list()).await;
+    let before = tools_lists(&rig);
+    for _ in 0..500 {
+        rig.upstream_tx
+            .send(Incoming {
+                message: json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}),
+                related_to: None,
+            })
+            .await
+            .unwrap();
+    }
+    // The storm reaches the listener as a handful of notifications: the first at once, the
+    // rest folded into one per window; then it goes quiet.
+    let mut announced = 0;
+    while let Ok(Some(n)) = tokio::time::timeout(
+        mcplane_mcp::gateway::list_cache::COALESCE_WINDOW * 3,
+        rx.recv(),
+    )
+    .await
+    {
+        assert_eq!(n["method"], "notifications/tools/list_changed");
+        announced += 1;
+    }
+    assert!(
+        (1..=5).contains(&announced),
+        "500 changes became {announced} notifications"
+    );
+    // Every client re-lists at once: the upstream is asked once, and the list is current.
+    let lists: Vec<_> = (0..40).map(|_| rig.last(list())).collect();
+    for v in futures::future::join_all(lists).await {
+        assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 4, "{v}");
+    }
+    assert_eq!(
+        tools_lists(&rig),
+        before + 1,
+        "one upstream fetch serves every client after a change"
+    );
 }

@@ -21,6 +21,7 @@ fn config(name: &str, server: &Server) -> UpstreamConfig {
         },
         timeouts: timeouts(),
         protocol: mcplane_config::ProtocolMode::Stateful,
+        list_ttl: None,
     }
 }
 
@@ -167,6 +168,7 @@ async fn unreachable_server_is_unavailable_naming_it() {
         },
         timeouts: timeouts(),
         protocol: mcplane_config::ProtocolMode::Stateful,
+        list_ttl: None,
     };
     let run = Running::start(config);
     let err = run.call("echo", json!({})).await.unwrap_err();

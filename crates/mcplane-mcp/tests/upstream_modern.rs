@@ -25,6 +25,7 @@ fn config(server: &Server, protocol: ProtocolMode) -> UpstreamConfig {
         },
         timeouts: timeouts(),
         protocol,
+        list_ttl: None,
     }
 }
 

@@ -19,6 +19,7 @@ fn config(name: &str, server: &Server) -> UpstreamConfig {
         },
         timeouts: timeouts(),
         protocol: mcplane_config::ProtocolMode::Stateful,
+        list_ttl: None,
     }
 }
 

@@ -192,6 +192,7 @@ fn config(call: Duration) -> UpstreamConfig {
             call,
         },
         protocol: mcplane_config::ProtocolMode::Stateful,
+        list_ttl: None,
     }
 }
 

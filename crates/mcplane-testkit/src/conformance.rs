@@ -391,7 +391,7 @@ impl ConformanceFixture {
                 )))
             }
             other if stateless::TOOL_NAMES.contains(&other) => {
-                stateless::call(self, cx, other).await
+                stateless::call(self, cx, other, &args).await
             }
             other => Err(RpcError::invalid_params(format!(
                 "unknown tool {other:?}: this fixture has {}, {}",

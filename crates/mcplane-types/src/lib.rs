@@ -1,13 +1,18 @@
 //! mcplane's shared vocabulary.
 //!
 //! Small value types every other crate speaks: how an error is classified (its [`ErrorKind`],
-//! which [`Side`] caused it and whether a retry may help) and money ([`MicroUsd`], integer
-//! micro-dollars). Rendering an error for a protocol is the job of the protocol's crate; this
-//! crate only names things.
+//! which [`Side`] caused it and whether a retry may help), money ([`MicroUsd`], integer
+//! micro-dollars), who is calling ([`Principal`]) and what they ask to do ([`Operation`]).
+//! Rendering an error for a protocol is the job of the protocol's crate; this crate only names
+//! things.
 
 pub mod money;
+pub mod operation;
+pub mod principal;
 
 pub use money::MicroUsd;
+pub use operation::{Face, Operation, ToolRef};
+pub use principal::{AuthMethod, Principal, PrincipalKind, Tenancy};
 
 use serde::Serialize;
 

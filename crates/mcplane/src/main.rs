@@ -4,6 +4,7 @@
 //! upstream supervisors → the MCP [`Gateway`](mcplane_mcp::gateway::Gateway) → the downstream
 //! server core → HTTP or stdio transports. Only this crate picks concrete adapters.
 
+mod policy_cli;
 mod reload;
 mod runtime;
 
@@ -49,11 +50,23 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Policies: `mcplane policy test` shows what `policies:` decide for a sample request.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// The model registry.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// The decision, the deciding rule, every rule that applied and the obligations attached,
+    /// for a sample principal, operation and request.
+    Test(Box<policy_cli::PolicyTest>),
 }
 
 #[derive(Subcommand)]
@@ -88,6 +101,9 @@ fn main() -> ExitCode {
             Command::Models {
                 command: ModelsCommand::List { config, json },
             } => models_list(config.as_deref(), json),
+            Command::Policy {
+                command: PolicyCommand::Test(t),
+            } => t.run(),
         }
     });
     match outcome {
@@ -102,6 +118,16 @@ fn main() -> ExitCode {
 fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     match mcplane_config::load(path) {
         Ok(loaded) => {
+            let policies = loaded
+                .config
+                .pending
+                .policies
+                .as_deref()
+                .unwrap_or_default();
+            if let Err(e) = mcplane_core::policy::PolicySet::compile(policies, "policies") {
+                eprintln!("{}: {e}", path.display());
+                return Ok(ExitCode::from(2));
+            }
             for n in &loaded.notices {
                 eprintln!("note: {}: {}", n.path, n.message);
             }

@@ -1,8 +1,9 @@
 //! End-to-end: the real binary serving a stateless (2026-07-28) client and a session-based one
 //! on the same `/mcp`, in front of a session-based upstream (the conformance fixture over
 //! Streamable HTTP): discovery, caching hints, multi round-trip `input_required` bridging of the
-//! upstream's elicitation/sampling/roots requests, a tampered `requestState`, and a
-//! `subscriptions/listen` stream fed by the upstream's list changes.
+//! upstream's elicitation/sampling/roots requests, a tampered `requestState`, a
+//! `subscriptions/listen` stream fed by the upstream's list changes, and `Mcp-Param-*` headers
+//! checked against a tool's `x-mcp-header` arguments.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -215,4 +216,85 @@ async fn a_listen_stream_gets_the_upstreams_list_changes() {
         change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
         "sub-1"
     );
+}
+
+#[tokio::test]
+async fn mcp_param_headers_are_checked_against_the_arguments() {
+    let (gw, _fixture) = start().await;
+    let call = |args: Value, headers: &[(&str, &str)]| {
+        let mut req = post(
+            &gw,
+            json!(1),
+            "tools/call",
+            json!({"name": "test_custom_header", "arguments": args}),
+        );
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    // Matching headers, plain and Base64-encoded: the call goes through.
+    for (args, headers) in [
+        (
+            json!({"region": "us-west1", "priority": 3, "dry_run": true}),
+            vec![
+                ("Mcp-Param-Region", "us-west1"),
+                ("mcp-param-priority", "3"),
+                ("Mcp-Param-Dry-Run", "true"),
+            ],
+        ),
+        (
+            json!({"region": "Hello, 世界", "note": "not mirrored"}),
+            vec![("Mcp-Param-Region", "=?base64?SGVsbG8sIOS4lueVjA==?=")],
+        ),
+    ] {
+        let r = call(args.clone(), &headers).await.unwrap();
+        assert_eq!(r.status(), 200, "{args}");
+        let v: Value = r.json().await.unwrap();
+        let text = v["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("Custom header tool called"), "{v}");
+    }
+    // Missing, different, undecodable, or without a body value: 400 HeaderMismatch, naming it.
+    for (args, headers, says) in [
+        (json!({"region": "eu"}), vec![], "missing Mcp-Param-Region"),
+        (
+            json!({"region": "eu"}),
+            vec![("Mcp-Param-Region", "us")],
+            "does not match",
+        ),
+        (
+            json!({"region": "Hello"}),
+            vec![("Mcp-Param-Region", "=?base64?SGVsbG8?=")],
+            "Base64",
+        ),
+        (
+            json!({"region": "eu", "priority": 2}),
+            vec![("Mcp-Param-Region", "eu")],
+            "missing Mcp-Param-Priority",
+        ),
+        (
+            json!({"region": "eu"}),
+            vec![("Mcp-Param-Region", "eu"), ("Mcp-Param-Dry-Run", "false")],
+            "absent from the body",
+        ),
+    ] {
+        let r = call(args.clone(), &headers).await.unwrap();
+        assert_eq!(r.status(), 400, "{args} {headers:?}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], -32020, "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
+    // Headers no tool declares are left alone.
+    let r = post(
+        &gw,
+        json!(2),
+        "tools/call",
+        json!({"name": "test_logging_tool", "arguments": {}}),
+    )
+    .header("Mcp-Param-Unrelated", "x")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -11,6 +11,7 @@
 use super::apps::UiMap;
 use crate::jsonrpc::RpcError;
 use crate::naming;
+use crate::param_headers::{self, ParamHeader};
 use base64::Engine;
 use mcplane_config::NamingConfig;
 use serde_json::{Value, json};
@@ -76,7 +77,16 @@ impl ListKind {
         matches!(self, ListKind::Tools | ListKind::Prompts)
     }
 
-    /// The `list_changed` notification that invalidates this kind.
+    /// The notification that announces a change of this kind (resources and templates share one).
+    pub fn list_changed(self) -> &'static str {
+        match self {
+            ListKind::Tools => "notifications/tools/list_changed",
+            ListKind::Prompts => "notifications/prompts/list_changed",
+            ListKind::Resources | ListKind::Templates => "notifications/resources/list_changed",
+        }
+    }
+
+    /// The kinds a `list_changed` notification invalidates.
     pub fn from_list_changed(method: &str) -> &'static [ListKind] {
         match method {
             "notifications/tools/list_changed" => &[ListKind::Tools],
@@ -132,6 +142,9 @@ pub struct View {
     pub epoch: u64,
     /// The `ui://` URIs rewritten across upstreams (MCP Apps), applied to this view's items.
     pub ui: Arc<UiMap>,
+    /// Tools only: the parameters each tool mirrors into `Mcp-Param-*` headers (tools without
+    /// `x-mcp-header` annotations are not listed).
+    pub param_headers: HashMap<String, Arc<Vec<ParamHeader>>>,
 }
 
 impl View {
@@ -263,6 +276,20 @@ impl View {
                         ui.rewrite_item(i, &mut item);
                     }
                     shape.decorate(&servers[i], &orig, &mut item);
+                    if kind == ListKind::Tools
+                        && let Some(schema) = item.get("inputSchema")
+                    {
+                        match param_headers::declared(schema) {
+                            Ok(d) if d.is_empty() => {}
+                            Ok(d) => {
+                                view.param_headers.insert(name.clone(), Arc::new(d));
+                            }
+                            Err(why) => tracing::warn!(
+                                server = %servers[i], tool = %orig,
+                                "invalid x-mcp-header annotation (2026-07-28 clients will skip this tool): {why}"
+                            ),
+                        }
+                    }
                     view.owners.insert(name, (i, orig));
                     out.push(item);
                 }

@@ -23,6 +23,7 @@ use super::catalog::{self, ListKind, Shape, View};
 use super::methods::{self, Catalogue, not_found, unknown};
 use super::sources::SourceKey;
 use crate::jsonrpc::{Message, RpcError};
+use crate::param_headers::ParamHeader;
 use crate::server::{CacheHints, Listening, RequestContext, Service, Session};
 use crate::upstream::UpstreamState;
 use arc_swap::ArcSwap;
@@ -102,15 +103,6 @@ impl Shape for Curation<'_> {
     }
 }
 
-/// The `list_changed` notification of a kind.
-fn list_changed(kind: ListKind) -> &'static str {
-    match kind {
-        ListKind::Tools => "notifications/tools/list_changed",
-        ListKind::Prompts => "notifications/prompts/list_changed",
-        ListKind::Resources | ListKind::Templates => "notifications/resources/list_changed",
-    }
-}
-
 /// A virtual server's `Implementation`.
 fn identity(config: &VirtualServerConfig) -> Value {
     json!({
@@ -172,7 +164,7 @@ impl Curated {
             .iter()
             .zip(before.iter().zip(&after))
             .filter(|(_, (b, a))| b.is_none() || b != a)
-            .map(|(kind, _)| list_changed(*kind))
+            .map(|(kind, _)| kind.list_changed())
             .collect();
         for session in self.live_sessions() {
             for method in &changed {
@@ -463,7 +455,7 @@ impl Service for Curated {
             ("resourcesListChanged", "resources", ListKind::Resources),
         ] {
             if filter.get(field) == Some(&Value::Bool(true)) && caps.get(cap).is_some() {
-                wanted.insert(list_changed(kind));
+                wanted.insert(kind.list_changed());
                 if let Some(ack) = inner.acknowledged.as_object_mut() {
                     ack.insert(field.into(), true.into());
                 }
@@ -499,6 +491,10 @@ impl Service for Curated {
         params: Option<Value>,
     ) -> Result<Value, RpcError> {
         methods::serve(self, cx, method, params).await
+    }
+
+    async fn param_headers(&self, name: &str) -> Option<Arc<Vec<ParamHeader>>> {
+        methods::param_headers(self, name).await
     }
 
     async fn notification(&self, session: &Arc<Session>, method: &str, params: Option<Value>) {

@@ -7,6 +7,7 @@
 use super::Gateway;
 use super::catalog::{ListKind, View};
 use crate::jsonrpc::{RESOURCE_NOT_FOUND, RpcError};
+use crate::param_headers::ParamHeader;
 use crate::server::RequestContext;
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -35,6 +36,15 @@ pub(crate) trait Catalogue: Send + Sync {
         method: &str,
         params: Option<Value>,
     ) -> Result<Value, RpcError>;
+}
+
+/// The `Mcp-Param-*` headers a call of tool `name` in `catalogue` must carry.
+pub(crate) async fn param_headers<C: Catalogue + ?Sized>(
+    catalogue: &C,
+    name: &str,
+) -> Option<Arc<Vec<ParamHeader>>> {
+    let view = catalogue.view(ListKind::Tools).await.ok()?;
+    view.param_headers.get(name).cloned()
 }
 
 /// Answers one client request on `catalogue`; any method not listed here is refused, so nothing

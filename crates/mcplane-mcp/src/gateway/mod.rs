@@ -10,11 +10,13 @@
 pub mod apps;
 pub mod catalog;
 pub mod curation;
+pub mod list_cache;
 mod methods;
 mod modern;
 mod sources;
 
 use crate::jsonrpc::{Kind, Message, RpcError, UPSTREAM_UNAVAILABLE};
+use crate::param_headers::ParamHeader;
 use crate::protocol;
 use crate::server::{CacheHints, Listening, RequestContext, Service, Session};
 use crate::upstream::{RelatedSink, Upstream, UpstreamError, UpstreamEvent, UpstreamState};
@@ -31,11 +33,6 @@ use tokio::sync::mpsc;
 /// Messages buffered per relayed call (progress, logs) before the upstream side waits.
 const RELAY_CAPACITY: usize = 64;
 
-struct Cached {
-    generation: u64,
-    fetched: Arc<Fetched>,
-}
-
 struct CachedView {
     inputs: sources::SourceKey,
     view: Arc<View>,
@@ -47,7 +44,9 @@ pub struct Gateway {
     names: Vec<String>,
     naming: NamingConfig,
     fail_mode: FailMode,
-    lists: Mutex<HashMap<(usize, ListKind), Cached>>,
+    lists: list_cache::ListCache,
+    /// Throttles the `list_changed` notifications passed on to clients.
+    announcements: Arc<list_cache::Coalescer>,
     views: Mutex<HashMap<ListKind, CachedView>>,
     epoch: AtomicU64,
     sessions: Mutex<HashMap<String, Weak<Session>>>,
@@ -108,7 +107,8 @@ impl Gateway {
             upstreams,
             naming: config.naming.clone(),
             fail_mode: config.on_upstream_failure,
-            lists: Mutex::new(HashMap::new()),
+            lists: list_cache::ListCache::default(),
+            announcements: Arc::default(),
             views: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(1),
             sessions: Mutex::new(HashMap::new()),
@@ -162,10 +162,7 @@ impl Gateway {
     }
 
     fn has_capability(&self, i: usize, capability: &str) -> bool {
-        self.upstreams[i]
-            .init_result()
-            .and_then(|r| r.get("capabilities")?.get(capability).cloned())
-            .is_some_and(|c| !c.is_null())
+        self.upstreams[i].has_capability(capability)
     }
 
     /// The merged view of one kind, fetching what is missing or stale.
@@ -447,13 +444,16 @@ impl Gateway {
                     tracing::debug!(server = %event.server, "progress for a finished request dropped");
                 }
                 m if !ListKind::from_list_changed(m).is_empty() => {
-                    if let Ok(mut lists) = self.lists.lock() {
-                        for kind in ListKind::from_list_changed(m) {
-                            lists.remove(&(i, *kind));
-                        }
+                    let kinds = ListKind::from_list_changed(m);
+                    for kind in kinds {
+                        self.lists.invalidate(i, *kind);
                     }
-                    self.broadcast(m, None);
-                    self.listeners.list_changed(m);
+                    let method = kinds[0].list_changed();
+                    let this = self.clone();
+                    self.announcements.announce(method, move || {
+                        this.broadcast(method, None);
+                        this.listeners.list_changed(method);
+                    });
                 }
                 "notifications/resources/updated" => {
                     let mut params = params;
@@ -710,6 +710,10 @@ impl Service for Gateway {
         params: Option<Value>,
     ) -> Result<Value, RpcError> {
         methods::serve(self, cx, method, params).await
+    }
+
+    async fn param_headers(&self, name: &str) -> Option<Arc<Vec<ParamHeader>>> {
+        methods::param_headers(self, name).await
     }
 
     fn session_closed(&self, session: &Session) {

@@ -58,8 +58,9 @@ impl Sources {
 }
 
 impl Gateway {
-    /// Upstream `i`'s whole list of `kind`, cached until it reconnects or says the list changed;
-    /// `None` when it does not serve that kind.
+    /// Upstream `i`'s whole list of `kind`, cached until it reconnects or says the list changed
+    /// (one fetch at a time, however many ask: see [`super::list_cache`]); `None` when it does not
+    /// serve that kind.
     async fn fetch_one(
         &self,
         i: usize,
@@ -75,25 +76,12 @@ impl Gateway {
         if !self.has_capability(i, kind.capability()) {
             return Ok(None);
         }
-        let generation = up.generation();
-        let cached = self.lists.lock().ok().and_then(|l| {
-            l.get(&(i, kind))
-                .filter(|c| c.generation == generation)
-                .map(|c| c.fetched.clone())
-        });
-        if let Some(f) = cached {
-            return Ok(Some(f));
-        }
-        let fetched = Arc::new(self.fetch_all(i, kind).await?);
-        if let Ok(mut l) = self.lists.lock() {
-            l.insert(
-                (i, kind),
-                super::Cached {
-                    generation,
-                    fetched: fetched.clone(),
-                },
-            );
-        }
+        let fetched = self
+            .lists
+            .get((i, kind), up.generation(), up.config().list_ttl, || {
+                self.fetch_all(i, kind)
+            })
+            .await?;
         Ok(Some(fetched))
     }
 
@@ -125,16 +113,23 @@ impl Gateway {
 
     /// The lists a view of `kind` is built from.
     pub(crate) async fn sources(&self, kind: ListKind) -> Result<Sources, RpcError> {
-        let lists = self.fetch_every(kind, true).await?;
+        // Tools and resources link through `ui://` URIs: the other list is fetched alongside.
+        let companion = match kind {
+            ListKind::Tools => Some(ListKind::Resources),
+            ListKind::Resources => Some(ListKind::Tools),
+            ListKind::Prompts | ListKind::Templates => None,
+        };
+        let (lists, other) = futures::future::join(self.fetch_every(kind, true), async {
+            match companion {
+                Some(c) => self.fetch_every(c, false).await,
+                None => Ok(Vec::new()),
+            }
+        })
+        .await;
+        let (lists, other) = (lists?, other?);
         let (tools, resources) = match kind {
-            ListKind::Tools => (
-                lists.clone(),
-                self.fetch_every(ListKind::Resources, false).await?,
-            ),
-            ListKind::Resources => (
-                self.fetch_every(ListKind::Tools, false).await?,
-                lists.clone(),
-            ),
+            ListKind::Tools => (lists.clone(), other),
+            ListKind::Resources => (other, lists.clone()),
             ListKind::Prompts | ListKind::Templates => (Vec::new(), Vec::new()),
         };
         Ok(Sources {

@@ -106,6 +106,17 @@ impl Upstream {
         self.status.borrow().init.clone()
     }
 
+    /// Whether the server declared `capability` (a key of its `capabilities`, not `null`), read
+    /// in place (lists and calls ask this on every request).
+    pub fn has_capability(&self, capability: &str) -> bool {
+        self.status
+            .borrow()
+            .init
+            .as_ref()
+            .and_then(|r| r.get("capabilities")?.get(capability))
+            .is_some_and(|c| !c.is_null())
+    }
+
     /// The generation of the current connection (0 before the first initialize).
     pub fn generation(&self) -> u64 {
         self.status.borrow().generation

@@ -71,6 +71,7 @@ pub fn stdio(name: &str, args: &[&str]) -> UpstreamConfig {
         },
         timeouts: timeouts(),
         protocol: mcplane_config::ProtocolMode::Stateful,
+        list_ttl: None,
     }
 }
 

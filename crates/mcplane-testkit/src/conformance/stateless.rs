@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 /// The tools the 2026-07-28 scenarios call, in `tools/list` order (after the session-era ones).
-pub const TOOL_NAMES: [&str; 15] = [
+pub const TOOL_NAMES: [&str; 16] = [
     "test_input_required_result_elicitation",
     "test_input_required_result_sampling",
     "test_input_required_result_list_roots",
@@ -34,7 +34,13 @@ pub const TOOL_NAMES: [&str; 15] = [
     "test_trigger_prompt_change",
     "test_trigger_resource_update",
     "test_wait_for_cancel",
+    CUSTOM_HEADER_TOOL,
 ];
+
+/// The tool whose parameters are mirrored into `Mcp-Param-*` headers (`x-mcp-header`,
+/// `http-custom-header-server-validation`): `region` (string) → `Mcp-Param-Region`, `priority`
+/// (integer) → `Mcp-Param-Priority`, `dry_run` (boolean) → `Mcp-Param-Dry-Run`.
+pub const CUSTOM_HEADER_TOOL: &str = "test_custom_header";
 
 /// The prompt of `input-required-result-non-tool-request`.
 pub const PROMPT_NAME: &str = "test_input_required_result_prompt";
@@ -87,6 +93,9 @@ fn describe(name: &str) -> &'static str {
             "Reports progress 0 (with a progress token), then works until the request is \
              cancelled (at most 30s)"
         }
+        CUSTOM_HEADER_TOOL => {
+            "Echoes its arguments; region, priority and dry_run travel in Mcp-Param-* headers too"
+        }
         _ => "Announces a change of the prompt list",
     }
 }
@@ -96,11 +105,21 @@ pub(super) fn tools() -> Vec<Value> {
     TOOL_NAMES
         .iter()
         .map(|&name| {
-            json!({
-                "name": name,
-                "description": describe(name),
-                "inputSchema": {"type": "object", "properties": {}},
-            })
+            let input_schema = if name == CUSTOM_HEADER_TOOL {
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "region": {"type": "string", "x-mcp-header": "Region"},
+                        "priority": {"type": "integer", "x-mcp-header": "Priority"},
+                        "dry_run": {"type": "boolean", "x-mcp-header": "Dry-Run"},
+                        "note": {"type": "string"},
+                    },
+                    "required": ["region"],
+                })
+            } else {
+                json!({"type": "object", "properties": {}})
+            };
+            json!({"name": name, "description": describe(name), "inputSchema": input_schema})
         })
         .collect()
 }
@@ -186,10 +205,15 @@ pub(super) async fn call(
     fixture: &ConformanceFixture,
     cx: &RequestContext,
     name: &str,
+    args: &serde_json::Map<String, Value>,
 ) -> Result<Value, RpcError> {
     let name_question = || form("What is your name?", "name", "string");
     let confirm = || form("Please confirm", "ok", "boolean");
     match name {
+        CUSTOM_HEADER_TOOL => Ok(text_result(format!(
+            "Custom header tool called with: {}",
+            Value::Object(args.clone())
+        ))),
         "test_input_required_result_elicitation" => {
             let a = ask(cx, "user_name", "elicitation/create", name_question()).await?;
             Ok(text_result(format!(

@@ -1,0 +1,13 @@
+//! mcplane's shared pipeline: what happens to every request, whichever face it came through.
+//!
+//! A request is decoded by its face into an [`mcplane_types::Operation`] for an
+//! [`mcplane_types::Principal`] ([`authn`] turns credentials into one); this crate decides about
+//! it: [`policy`] (allow, deny, require approval, and the obligations a rule attaches: routing,
+//! redaction, log detail, shadow traffic) and [`limits`] (rate limits per tenant level). Budget
+//! reservations, guardrails and audit events join as later issues land. It performs no IO of its
+//! own: what it needs from the outside comes through ports (traits such as
+//! [`authn::JwksSource`] and [`limits::Counters`]) that the binary wires to adapters.
+
+pub mod authn;
+pub mod limits;
+pub mod policy;
