@@ -31,6 +31,9 @@
 //!   `list_changed` for each kind and a `resources/updated` for each subscribed URI are
 //!   synthesized: what happened in the gap is unknown, so caches are refreshed.
 //!
+//! A modern "resource not found" (`-32602`) is answered with the session era's `-32002`, which
+//! the server core turns back into `-32602` for modern clients.
+//!
 //! Result fields that describe this leg only (`resultType`, `ttlMs`, `cacheScope`,
 //! `_meta["io.modelcontextprotocol/serverInfo"]`) are removed from relayed results; everything
 //! else is relayed untouched.
@@ -645,6 +648,28 @@ fn strip_leg_fields(result: &mut Value) {
     strip_meta_key(obj, meta::SERVER_INFO);
 }
 
+/// A modern "resource not found" (`-32602` naming the URI in `data` or saying "not found")
+/// takes the session era's code, `-32002`: what a legacy client expects, and what the server
+/// core turns back into `-32602` for a modern one.
+fn legacy_not_found(response: &mut Value) {
+    let Some(error) = response.get_mut("error").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let names_uri = error
+        .get("data")
+        .and_then(|d| d.get("uri"))
+        .is_some_and(Value::is_string);
+    let says = error
+        .get("message")
+        .and_then(Value::as_str)
+        .is_some_and(|m| m.to_ascii_lowercase().contains("not found"));
+    if error.get("code").and_then(Value::as_i64) == Some(jsonrpc::INVALID_PARAMS)
+        && (names_uri || says)
+    {
+        error.insert("code".into(), jsonrpc::RESOURCE_NOT_FOUND.into());
+    }
+}
+
 /// Removes `_meta[key]`, and `_meta` itself when that left it empty.
 fn strip_meta_key(obj: &mut Map<String, Value>, key: &str) {
     let emptied = match obj.get_mut("_meta") {
@@ -689,6 +714,9 @@ async fn run_call(shared: Arc<Shared>, id: u64, method: String, params: Option<V
         Ok(mut m) => {
             m.set_id(json!(id));
             let mut value = m.into_value();
+            if method == "resources/read" {
+                legacy_not_found(&mut value);
+            }
             if let Some(result) = value.get_mut("result") {
                 strip_leg_fields(result);
                 if method == "tools/list" {
@@ -1320,6 +1348,22 @@ mod tests {
             assert!(param_headers(&bad).is_err(), "{bad}");
         }
         assert_eq!(param_headers(&json!({"type": "object"})).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_modern_not_found_takes_the_legacy_code() {
+        let mut e = json!({"id": 1, "error": {"code": -32602, "message": "no such resource", "data": {"uri": "x://y"}}});
+        legacy_not_found(&mut e);
+        assert_eq!(e["error"]["code"], -32002);
+        let mut e = json!({"id": 1, "error": {"code": -32602, "message": "Resource not found"}});
+        legacy_not_found(&mut e);
+        assert_eq!(e["error"]["code"], -32002);
+        let mut e = json!({"id": 1, "error": {"code": -32602, "message": "uri must be a string"}});
+        legacy_not_found(&mut e);
+        assert_eq!(e["error"]["code"], -32602);
+        let mut ok = json!({"id": 1, "result": {"contents": []}});
+        legacy_not_found(&mut ok);
+        assert_eq!(ok, json!({"id": 1, "result": {"contents": []}}));
     }
 
     #[test]
