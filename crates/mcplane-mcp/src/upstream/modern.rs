@@ -238,14 +238,12 @@ impl Shared {
             && let Some(name) = message["params"].get("name").and_then(Value::as_str)
         {
             let annotated = locked(&self.tool_params).get(name).cloned();
-            for (header, value) in param_values(
-                &annotated.unwrap_or_default(),
-                &message["params"]["arguments"],
-            ) {
+            let arguments = message["params"].get("arguments");
+            let values =
+                crate::param_headers::client_values(&annotated.unwrap_or_default(), arguments);
+            for (header, value) in values {
                 if let (Ok(n), Ok(v)) = (
-                    reqwest::header::HeaderName::from_bytes(
-                        format!("mcp-param-{header}").as_bytes(),
-                    ),
+                    reqwest::header::HeaderName::from_bytes(header.as_bytes()),
                     HeaderValue::from_str(&protocol::encode_header_value(&value)),
                 ) {
                     rb = rb.header(n, v);
@@ -414,7 +412,7 @@ impl Shared {
         let mut known = locked(&self.tool_params);
         tools.retain(|tool| {
             let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
-            match param_headers(tool.get("inputSchema").unwrap_or(&Value::Null)) {
+            match crate::param_headers::declared(tool.get("inputSchema").unwrap_or(&Value::Null)) {
                 Ok(headers) => {
                     if headers.is_empty() {
                         known.remove(name);
@@ -437,106 +435,8 @@ impl Shared {
     }
 }
 
-/// A tool's `Mcp-Param-*` headers: (the name after `Mcp-Param-`, the property path).
-type ParamHeaders = Vec<(String, Vec<String>)>;
-
-/// Largest integer a JavaScript number holds exactly: the range `x-mcp-header` integers keep to.
-const SAFE_INTEGER: i64 = (1 << 53) - 1;
-
-/// Reads the `x-mcp-header` annotations of an input schema. Each must name a header token
-/// (unique, case-insensitively), sit on a `string`, `integer` or `boolean` property reachable
-/// from the root through `properties` only; anything else makes the tool invalid (`Err`).
-fn param_headers(schema: &Value) -> Result<ParamHeaders, String> {
-    let mut found = Vec::new();
-    collect_headers(schema, &mut Vec::new(), &mut found)?;
-    let total = count_annotations(schema, false);
-    if total != found.len() {
-        return Err("x-mcp-header outside a chain of properties".into());
-    }
-    let mut seen = BTreeSet::new();
-    for (header, _) in &found {
-        if !seen.insert(header.to_ascii_lowercase()) {
-            return Err(format!("x-mcp-header {header:?} is used twice"));
-        }
-    }
-    Ok(found)
-}
-
-fn collect_headers(
-    node: &Value,
-    path: &mut Vec<String>,
-    found: &mut ParamHeaders,
-) -> Result<(), String> {
-    if let Some(header) = node.get("x-mcp-header") {
-        let header = header
-            .as_str()
-            .filter(|h| !h.is_empty() && h.bytes().all(is_tchar))
-            .ok_or_else(|| format!("x-mcp-header {header} is not an HTTP header name"))?;
-        if path.is_empty() {
-            return Err("x-mcp-header on the schema root".into());
-        }
-        match node.get("type").and_then(Value::as_str) {
-            Some("string" | "integer" | "boolean") => {}
-            other => {
-                return Err(format!(
-                    "x-mcp-header {header:?} on a property of type {other:?}; only string, \
-                     integer and boolean are allowed"
-                ));
-            }
-        }
-        found.push((header.to_string(), path.clone()));
-    }
-    if let Some(Value::Object(props)) = node.get("properties") {
-        for (key, child) in props {
-            path.push(key.clone());
-            collect_headers(child, path, found)?;
-            path.pop();
-        }
-    }
-    Ok(())
-}
-
-/// Every `x-mcp-header` key in a schema, wherever it is (`names` is true inside a `properties`
-/// map, whose keys are property names, not keywords).
-fn count_annotations(node: &Value, names: bool) -> usize {
-    match node {
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| {
-                let here = usize::from(!names && k == "x-mcp-header");
-                here + count_annotations(v, !names && k == "properties")
-            })
-            .sum(),
-        Value::Array(items) => items.iter().map(|v| count_annotations(v, false)).sum(),
-        _ => 0,
-    }
-}
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// The header values of one call: the argument at each annotated path, as text; absent, null
-/// and mistyped values give no header.
-fn param_values(headers: &ParamHeaders, arguments: &Value) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter_map(|(header, path)| {
-            let value = path.iter().try_fold(arguments, |v, key| v.get(key))?;
-            let text = match value {
-                Value::String(s) => s.clone(),
-                Value::Bool(b) => b.to_string(),
-                Value::Number(n) => n
-                    .as_i64()
-                    .filter(|i| (-SAFE_INTEGER..=SAFE_INTEGER).contains(i))?
-                    .to_string(),
-                _ => return None,
-            };
-            Some((header.clone(), text))
-        })
-        .collect()
-}
+/// A tool's `Mcp-Param-*` headers.
+type ParamHeaders = Vec<crate::param_headers::ParamHeader>;
 
 /// A `4xx` whose body was not a JSON-RPC error.
 struct HttpRefusal(StatusCode);
@@ -1305,49 +1205,34 @@ mod tests {
     }
 
     #[test]
-    fn x_mcp_header_annotations_are_read_and_checked() {
+    fn x_mcp_header_values_for_a_call() {
         let schema = json!({"type": "object", "properties": {
             "region": {"type": "string", "x-mcp-header": "Region"},
             "opts": {"type": "object", "properties": {
                 "limit": {"type": "integer", "x-mcp-header": "Limit"},
-                "x-mcp-header": {"type": "string"}
+                "dry": {"type": "boolean", "x-mcp-header": "Dry-Run"}
             }},
             "query": {"type": "string"}
         }});
-        let h = param_headers(&schema).unwrap();
+        let declared = crate::param_headers::declared(&schema).unwrap();
+        let mut values = crate::param_headers::client_values(
+            &declared,
+            Some(&json!({"region": "Zürich", "opts": {"limit": 42, "dry": false}})),
+        );
+        values.sort();
         assert_eq!(
-            h,
-            vec![
-                (
-                    "Limit".to_string(),
-                    vec!["opts".to_string(), "limit".to_string()]
-                ),
-                ("Region".to_string(), vec!["region".to_string()]),
+            values,
+            [
+                ("mcp-param-dry-run".to_string(), "false".to_string()),
+                ("mcp-param-limit".to_string(), "42".to_string()),
+                ("mcp-param-region".to_string(), "Zürich".to_string()),
             ]
         );
-        let args = json!({"region": "Zürich", "opts": {"limit": 42}});
-        assert_eq!(
-            param_values(&h, &args),
-            vec![
-                ("Limit".to_string(), "42".to_string()),
-                ("Region".to_string(), "Zürich".to_string())
-            ]
-        );
-        let none = json!({"region": null, "opts": {"limit": 1e300}});
-        assert!(param_values(&h, &none).is_empty());
-        assert!(param_values(&h, &json!({"opts": {"limit": 9007199254740993i64}})).is_empty());
-        for bad in [
-            json!({"properties": {"n": {"type": "number", "x-mcp-header": "N"}}}),
-            json!({"properties": {"a": {"type": "string", "x-mcp-header": "A"}, "b": {"type": "string", "x-mcp-header": "a"}}}),
-            json!({"properties": {"a": {"type": "string", "x-mcp-header": "Bad Name"}}}),
-            json!({"properties": {"a": {"type": "string", "x-mcp-header": ""}}}),
-            json!({"properties": {"l": {"type": "array", "items": {"type": "string", "x-mcp-header": "I"}}}}),
-            json!({"properties": {"o": {"oneOf": [{"type": "string", "x-mcp-header": "O"}]}}}),
-            json!({"type": "string", "x-mcp-header": "Root"}),
-        ] {
-            assert!(param_headers(&bad).is_err(), "{bad}");
-        }
-        assert_eq!(param_headers(&json!({"type": "object"})).unwrap(), vec![]);
+        let odd = json!({"region": null, "opts": {"limit": 1e300, "dry": "yes"}});
+        assert!(crate::param_headers::client_values(&declared, Some(&odd)).is_empty());
+        let unsafe_int = json!({"opts": {"limit": 9007199254740993i64}});
+        assert!(crate::param_headers::client_values(&declared, Some(&unsafe_int)).is_empty());
+        assert!(crate::param_headers::client_values(&declared, None).is_empty());
     }
 
     #[test]
