@@ -7,30 +7,10 @@ a session-based client get the requests directly, as before.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from mcp import Client, types
-
-TIMEOUT = 60.0
-
-
-def run(coro_fn: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro_fn(), TIMEOUT))
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
-
-
-async def sample(_context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-    asked = params.messages[0].content.text
-    return types.CreateMessageResult(
-        role="assistant",
-        content=types.TextContent(type="text", text=f"sampled: {asked}"),
-        model="test-model",
-        stop_reason="endTurn",
-    )
+from sdk_helpers import run, sample, text_of
 
 
 async def elicit(_context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:

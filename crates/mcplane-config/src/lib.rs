@@ -43,8 +43,8 @@ pub use guardrails::{
 pub use interpolate::interpolate;
 pub use mcp::{
     FailMode, InputRequiredSpec, McpConfig, McpSpec, NamingConfig, NamingSpec, PrefixMode,
-    RestartPolicy, RestartSpec, StatelessConfig, Timeouts, TimeoutsSpec, Transport, TransportKind,
-    UpstreamConfig, UpstreamSpec,
+    ProtocolMode, RestartPolicy, RestartSpec, StatelessConfig, Timeouts, TimeoutsSpec, Transport,
+    TransportKind, UpstreamConfig, UpstreamSpec,
 };
 pub use models::{
     Capability, ComplianceSpec, CostSpec, EndpointConfig, EndpointSpec, ModelConfig, ModelSpec,

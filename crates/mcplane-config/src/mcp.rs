@@ -103,6 +103,26 @@ pub struct UpstreamSpec {
     pub timeouts: Option<TimeoutsSpec>,
     /// stdio: restart back-off.
     pub restart: Option<RestartSpec>,
+    /// Which protocol era mcplane speaks to this server: `auto` (streamable_http: try the
+    /// stateless 2026-07-28 era with `server/discover` and fall back to the `initialize`
+    /// handshake when the server does not speak it; stdio and sse: stateful), `stateful`
+    /// (always `initialize`, 2024-11-05 … 2025-11-25) or `stateless` (2026-07-28 only;
+    /// streamable_http only).
+    #[schemars(extend("default" = "auto"))]
+    pub protocol: Option<ProtocolMode>,
+}
+
+/// Which protocol era mcplane speaks to one upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolMode {
+    /// Probe: the stateless era if the server speaks it, else the session-based one.
+    #[default]
+    Auto,
+    /// Session-based (`initialize`, `Mcp-Session-Id`): 2024-11-05 … 2025-11-25.
+    Stateful,
+    /// Stateless (per-request `_meta`, `server/discover`): 2026-07-28.
+    Stateless,
 }
 
 /// Transport names.
@@ -313,6 +333,8 @@ pub struct UpstreamConfig {
     pub transport: Transport,
     /// Its timeouts.
     pub timeouts: Timeouts,
+    /// Which protocol era to speak (`stateless` only with Streamable HTTP).
+    pub protocol: ProtocolMode,
     /// Longest a cached list is served (`None`: until a change is announced or it reconnects).
     pub list_ttl: Option<Duration>,
 }
@@ -511,10 +533,20 @@ impl UpstreamSpec {
                 }
             }
         };
+        let protocol = self.protocol.unwrap_or_default();
+        if protocol == ProtocolMode::Stateless
+            && !matches!(transport, Transport::StreamableHttp { .. })
+        {
+            return Err(ConfigError::invalid(
+                format!("{at}.protocol"),
+                "stateless (2026-07-28) needs transport streamable_http; use auto or stateful",
+            ));
+        }
         Ok(UpstreamConfig {
             name,
             transport,
             timeouts,
+            protocol,
             list_ttl: self.list_ttl.map(|d| d.0),
         })
     }

@@ -43,3 +43,47 @@ fn bad_values_name_their_path() {
         }
     }
 }
+
+#[test]
+fn upstream_protocol_era_is_chosen_per_server() {
+    use mcplane_config::ProtocolMode;
+    let yaml = "mcp:\n  servers:\n    a: { transport: streamable_http, url: 'http://127.0.0.1:1/mcp' }\n    b: { transport: streamable_http, url: 'http://127.0.0.1:1/mcp', protocol: stateless }\n    c: { transport: streamable_http, url: 'http://127.0.0.1:1/mcp', protocol: stateful }\n    d: { transport: stdio, command: x, protocol: auto }\n";
+    let servers = parse(yaml, &none).unwrap().config.mcp.servers;
+    let modes: Vec<ProtocolMode> = servers.iter().map(|s| s.protocol).collect();
+    assert_eq!(
+        modes,
+        [
+            ProtocolMode::Auto,
+            ProtocolMode::Stateless,
+            ProtocolMode::Stateful,
+            ProtocolMode::Auto
+        ]
+    );
+    for (yaml, path, says) in [
+        (
+            "mcp: { servers: { s: { transport: stdio, command: x, protocol: stateless } } }",
+            "mcp.servers.s.protocol",
+            "streamable_http",
+        ),
+        (
+            "mcp: { servers: { s: { transport: sse, url: 'http://127.0.0.1:1/sse', protocol: stateless } } }",
+            "mcp.servers.s.protocol",
+            "streamable_http",
+        ),
+        (
+            "mcp: { servers: { s: { transport: stdio, command: x, protocol: modern } } }",
+            "mcp.servers.s",
+            "",
+        ),
+    ] {
+        match parse(yaml, &none) {
+            Err(ConfigError::Invalid {
+                path: p, message, ..
+            }) => {
+                assert!(p.starts_with(path), "{yaml}: {p}");
+                assert!(message.contains(says), "{yaml}: {message}");
+            }
+            other => panic!("{yaml}: {other:?}"),
+        }
+    }
+}

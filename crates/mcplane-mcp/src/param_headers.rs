@@ -137,6 +137,27 @@ fn walk(
     Ok(())
 }
 
+/// The client side: the `Mcp-Param-*` headers a `tools/call` with these `arguments` carries, as
+/// (lowercased header name, value before encoding). Absent and `null` parameters, and values
+/// not of the declared type (or integers outside JavaScript's safe range), give no header.
+pub fn client_values(declared: &[ParamHeader], arguments: Option<&Value>) -> Vec<(String, String)> {
+    declared
+        .iter()
+        .filter_map(|p| {
+            let v = p.value_in(arguments)?;
+            let text = match p.kind {
+                ParamType::String => v.as_str()?.to_string(),
+                ParamType::Integer => v
+                    .as_i64()
+                    .filter(|i| (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(i))?
+                    .to_string(),
+                ParamType::Boolean => v.as_bool()?.to_string(),
+            };
+            Some((p.header(), text))
+        })
+        .collect()
+}
+
 /// Checks a `tools/call`'s `Mcp-Param-*` headers against its `arguments`. `header` looks a
 /// header up by lowercased name and gives its raw value, or why it is not visible ASCII. Returns
 /// what is wrong, for a `HeaderMismatch` error.

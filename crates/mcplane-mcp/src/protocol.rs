@@ -141,6 +141,23 @@ pub fn decode_header_value(raw: &str) -> Result<String, String> {
     }
 }
 
+/// A body value as a mirrored header value (`Mcp-Name`, `Mcp-Param-*`), the inverse of
+/// [`decode_header_value`]: literal when it is visible ASCII (inner spaces and tabs allowed)
+/// without surrounding whitespace and not shaped like the sentinel, else `=?base64?…?=`.
+pub fn encode_header_value(v: &str) -> String {
+    use base64::Engine as _;
+    let visible = v.bytes().all(|b| (0x20..=0x7e).contains(&b) || b == b'\t');
+    let padded = v.starts_with([' ', '\t']) || v.ends_with([' ', '\t']);
+    let sentinel = v.starts_with("=?base64?") && v.ends_with("?=");
+    let plain = visible && !v.is_empty() && !padded && !sentinel;
+    if plain {
+        v.to_string()
+    } else {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(v.as_bytes());
+        format!("=?base64?{encoded}?=")
+    }
+}
+
 /// The client capability a server→client request needs (`sampling/createMessage` → `sampling`).
 pub fn capability_for(method: &str) -> Option<&'static str> {
     match method {
@@ -269,6 +286,27 @@ mod tests {
         assert_eq!(
             decode_header_value("=?base64?SGVsbG8=").unwrap(),
             "=?base64?SGVsbG8="
+        );
+    }
+
+    #[test]
+    fn header_values_round_trip() {
+        for (v, literal) in [
+            ("get_weather", true),
+            ("a b", true),
+            ("Hello, 世界", false),
+            (" padded ", false),
+            ("line1\nline2", false),
+            ("=?base64?literal?=", false),
+            ("", false),
+        ] {
+            let h = encode_header_value(v);
+            assert_eq!(h == v, literal, "{v:?} -> {h:?}");
+            assert_eq!(decode_header_value(&h).unwrap(), v);
+        }
+        assert_eq!(
+            encode_header_value("Hello, 世界"),
+            "=?base64?SGVsbG8sIOS4lueVjA==?="
         );
     }
 

@@ -6,11 +6,11 @@ mod upstream_support;
 
 use mcplane_config::{Transport, UpstreamConfig};
 use mcplane_mcp::upstream::UpstreamError;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use upstream_support::{Running, Server, timeouts};
+use upstream_support::{Running, Server, stats, timeouts};
 
 fn config(name: &str, server: &Server) -> UpstreamConfig {
     UpstreamConfig {
@@ -20,24 +20,9 @@ fn config(name: &str, server: &Server) -> UpstreamConfig {
             headers: BTreeMap::from([("X-Api-Key".to_string(), "k-123".to_string())]),
         },
         timeouts: timeouts(),
+        protocol: mcplane_config::ProtocolMode::Stateful,
         list_ttl: None,
     }
-}
-
-/// The fixture's counters (a bare HTTP/1.0 GET: no client setup needed).
-async fn stats(server: &Server) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .unwrap();
-    conn.write_all(b"GET /stats HTTP/1.0\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let body = raw.split_once("\r\n\r\n").unwrap().1;
-    serde_json::from_str(body).unwrap()
 }
 
 #[tokio::test]
@@ -182,6 +167,7 @@ async fn unreachable_server_is_unavailable_naming_it() {
             headers: BTreeMap::from([("Authorization".to_string(), "Bearer s3cr3t".to_string())]),
         },
         timeouts: timeouts(),
+        protocol: mcplane_config::ProtocolMode::Stateful,
         list_ttl: None,
     };
     let run = Running::start(config);
@@ -193,5 +179,41 @@ async fn unreachable_server_is_unavailable_naming_it() {
     let text = err.to_string();
     assert!(text.contains("connect"), "{text}");
     assert!(!text.contains("s3cr3t"), "{text}");
+    run.stop().await;
+}
+
+#[tokio::test]
+async fn protocol_auto_probes_and_falls_back_to_the_session_era() {
+    let server = Server::start("http_server.py", &[]).await;
+    let mut auto = config("auto", &server);
+    auto.protocol = mcplane_config::ProtocolMode::Auto;
+    let run = Running::start(auto);
+    run.ready().await;
+    // The probe (`server/discover`, refused with a 400 that is no modern error) led to initialize.
+    let init = run.up.init_result().unwrap();
+    assert_eq!(init["serverInfo"]["name"], "http-fixture");
+    assert_eq!(init["protocolVersion"], "2025-11-25");
+    assert_eq!(
+        run.text("echo", json!({"text": "after probe"})).await,
+        "after probe"
+    );
+    let headers: BTreeMap<String, String> =
+        serde_json::from_str(&run.text("headers", json!({})).await).unwrap();
+    let has = |name: &str| headers.keys().any(|k| k.eq_ignore_ascii_case(name));
+    assert!(has("mcp-session-id"), "{headers:?}");
+    assert!(!has("mcp-method"), "session-era requests: {headers:?}");
+    run.stop().await;
+
+    // `stateless` against the same server: down, saying why.
+    let mut strict = config("strict", &server);
+    strict.protocol = mcplane_config::ProtocolMode::Stateless;
+    let run = Running::start(strict);
+    run.up.wait_settled().await;
+    match run.up.state() {
+        mcplane_mcp::upstream::UpstreamState::Down { reason } => {
+            assert!(reason.contains("does not speak 2026-07-28"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
     run.stop().await;
 }

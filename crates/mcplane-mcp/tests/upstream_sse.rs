@@ -18,6 +18,7 @@ fn config(name: &str, server: &Server) -> UpstreamConfig {
             headers: BTreeMap::from([("X-Api-Key".to_string(), "k-456".to_string())]),
         },
         timeouts: timeouts(),
+        protocol: mcplane_config::ProtocolMode::Stateful,
         list_ttl: None,
     }
 }

@@ -191,6 +191,7 @@ fn config(call: Duration) -> UpstreamConfig {
             initialize: Duration::from_secs(2),
             call,
         },
+        protocol: mcplane_config::ProtocolMode::Stateful,
         list_ttl: None,
     }
 }

@@ -112,12 +112,49 @@ pub struct ConformanceFixture {
     watched_version: AtomicU64,
     /// `subscriptions/listen` streams of 2026-07-28 clients served directly.
     listeners: Mutex<Vec<stateless::Listener>>,
+    /// Refuse `initialize`: serve 2026-07-28 clients only (see [`ConformanceFixture::modern_only`]).
+    modern_only: bool,
+    /// Calls of `test_wait_for_cancel` that saw their request cancelled.
+    cancellations: AtomicU64,
 }
 
 impl ConformanceFixture {
     /// A fixture.
     pub fn new() -> ConformanceFixture {
         ConformanceFixture::default()
+    }
+
+    /// A fixture that speaks only the stateless 2026-07-28 era: `initialize` is refused with an
+    /// error naming the version it supports (what a modern-only server should do, spec:
+    /// *Versioning*), `server/discover` and everything else work.
+    pub fn modern_only() -> ConformanceFixture {
+        ConformanceFixture {
+            modern_only: true,
+            ..ConformanceFixture::default()
+        }
+    }
+
+    /// How many `test_wait_for_cancel` calls were cancelled by their client.
+    pub fn cancellations(&self) -> u64 {
+        self.cancellations.load(Ordering::Relaxed)
+    }
+
+    /// What `initialize` and `server/discover` report.
+    fn identity() -> Value {
+        json!({
+            "capabilities": {
+                "tools": {"listChanged": true},
+                "resources": {"subscribe": true},
+                "prompts": {"listChanged": true},
+                "logging": {},
+                "completions": {},
+            },
+            "serverInfo": {
+                "name": SERVER_NAME,
+                "title": "mcplane conformance fixture",
+                "version": env!("CARGO_PKG_VERSION"),
+            },
+        })
     }
 
     /// The URIs `session_id` is subscribed to, sorted.
@@ -152,7 +189,11 @@ impl ConformanceFixture {
         for s in &targets {
             s.notify("notifications/resources/updated", Some(json!({"uri": uri})));
         }
-        targets.len()
+        let listening = match self.listeners.lock() {
+            Ok(l) => stateless::notify_resource_listeners(&l, uri),
+            Err(_) => 0,
+        };
+        targets.len() + listening
     }
 
     /// Announces a list change (`notifications/{tools,prompts}/list_changed`) to every session
@@ -416,21 +457,20 @@ impl ConformanceFixture {
 #[async_trait]
 impl Service for ConformanceFixture {
     async fn initialize(&self, session: &Arc<Session>) -> Result<Value, RpcError> {
+        if self.modern_only {
+            return Err(RpcError::invalid_request(format!(
+                "this server speaks only MCP {} (stateless, per-request _meta); initialize is not \
+                 supported",
+                mcplane_mcp::protocol::MODERN
+            ))
+            .with_data(json!({"supported": [mcplane_mcp::protocol::MODERN]})));
+        }
         self.with_state(session, |_| ());
-        Ok(json!({
-            "capabilities": {
-                "tools": {"listChanged": true},
-                "resources": {"subscribe": true},
-                "prompts": {"listChanged": true},
-                "logging": {},
-                "completions": {},
-            },
-            "serverInfo": {
-                "name": SERVER_NAME,
-                "title": "mcplane conformance fixture",
-                "version": env!("CARGO_PKG_VERSION"),
-            },
-        }))
+        Ok(Self::identity())
+    }
+
+    async fn discover(&self, _session: &Arc<Session>) -> Result<Value, RpcError> {
+        Ok(Self::identity())
     }
 
     async fn request(
@@ -896,7 +936,15 @@ fn complete(params: Option<&Value>) -> Result<Value, RpcError> {
 pub async fn serve_conformance_fixture(
     addr: SocketAddr,
 ) -> std::io::Result<(HttpFixture, Arc<ConformanceFixture>)> {
-    let fixture = Arc::new(ConformanceFixture::new());
+    serve_fixture(ConformanceFixture::new(), addr).await
+}
+
+/// Serves `fixture` (e.g. [`ConformanceFixture::modern_only`]) over HTTP on `addr`.
+pub async fn serve_fixture(
+    fixture: ConformanceFixture,
+    addr: SocketAddr,
+) -> std::io::Result<(HttpFixture, Arc<ConformanceFixture>)> {
+    let fixture = Arc::new(fixture);
     let http = crate::http::serve(fixture.clone(), addr).await?;
     Ok((http, fixture))
 }

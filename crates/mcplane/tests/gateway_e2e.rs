@@ -361,8 +361,10 @@ async fn sessions_share_an_upstream_subscription_until_the_last_one_leaves() {
     let (fixture_http, fixture) = serve_conformance_fixture("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
+    // The session era: a subscription is mcplane's upstream session's (see
+    // modern_upstream_e2e.rs for the same through a subscriptions/listen stream).
     let gw = Gateway::start(&format!(
-        "mcp:\n  naming: {{ prefix: never }}\n  servers:\n    fx:\n      transport: streamable_http\n      url: {}\n",
+        "mcp:\n  naming: {{ prefix: never }}\n  servers:\n    fx:\n      transport: streamable_http\n      url: {}\n      protocol: stateful\n",
         fixture_http.url()
     ));
     gw.wait_ready().await;

@@ -22,7 +22,7 @@ async fn start() -> (Gateway, mcplane_testkit::http::HttpFixture) {
             .await
             .unwrap();
     let yaml = format!(
-        "mcp:\n  naming: {{ prefix: never }}\n  cache_ttl: 30s\n  servers:\n    fx:\n      transport: streamable_http\n      url: {}\n",
+        "mcp:\n  naming: {{ prefix: never }}\n  cache_ttl: 30s\n  servers:\n    fx:\n      transport: streamable_http\n      url: {}\n      protocol: stateful\n",
         fixture.url()
     );
     let gw = Gateway::start(&yaml);

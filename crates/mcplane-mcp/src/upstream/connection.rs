@@ -229,6 +229,14 @@ impl Connection {
                                 .values()
                                 .find(|p| token.is_some() && p.progress_token.as_ref() == token)
                         }
+                        // A log line the transport cannot attribute (stdio, legacy SSE) goes to
+                        // the newest request that relays, here and in arrival order, so it
+                        // reaches that request's client before the response that follows it.
+                        None if msg.method() == Some("notifications/message") => pending
+                            .iter()
+                            .filter(|(_, p)| p.related.is_some())
+                            .max_by_key(|(id, _)| **id)
+                            .map(|(_, p)| p),
                         None => None,
                     };
                     owner.and_then(|p| p.related.clone())

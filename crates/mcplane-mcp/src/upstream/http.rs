@@ -27,13 +27,15 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 /// Largest JSON response body.
-const MAX_BODY: usize = 16 * 1024 * 1024;
+pub(super) const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Largest error body read for its message.
+const REFUSAL_BODY: usize = 64 * 1024;
 /// Largest SSE line or event.
 const MAX_EVENT: usize = 16 * 1024 * 1024;
 /// Incoming messages buffered before readers wait for the connection.
 pub(super) const INCOMING_CAPACITY: usize = 256;
 const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
+pub(super) const VERSION_HEADER: &str = "mcp-protocol-version";
 const LAST_EVENT_ID: &str = "last-event-id";
 /// How often a POST response stream is resumed without progress before the request fails.
 const RESUME_ATTEMPTS: u32 = 5;
@@ -47,6 +49,16 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Opens the transport. Nothing is sent yet: the first POST is `initialize`.
 pub async fn open(config: &UpstreamConfig) -> Result<Opened, UpstreamError> {
+    let (tx, rx) = mpsc::channel(INCOMING_CAPACITY);
+    Ok((session_pipe(config, tx)?, rx))
+}
+
+/// A session-based (2025-03-26 … 2025-11-25) pipe that reports what it receives to `tx`; the
+/// stateless pipe falls back to one when its server does not speak 2026-07-28.
+pub(super) fn session_pipe(
+    config: &UpstreamConfig,
+    tx: mpsc::Sender<Incoming>,
+) -> Result<Box<dyn Pipe>, UpstreamError> {
     let Transport::StreamableHttp { url, headers } = &config.transport else {
         return Err(UpstreamError::Unavailable {
             server: config.name.clone(),
@@ -55,7 +67,6 @@ pub async fn open(config: &UpstreamConfig) -> Result<Opened, UpstreamError> {
     };
     let client = build_client(config)?;
     let headers = header_map(&config.name, headers)?;
-    let (tx, rx) = mpsc::channel(INCOMING_CAPACITY);
     let shared = Arc::new(Shared {
         server: config.name.clone(),
         client,
@@ -70,7 +81,7 @@ pub async fn open(config: &UpstreamConfig) -> Result<Opened, UpstreamError> {
         listening: AtomicBool::new(false),
         closing: AtomicBool::new(false),
     });
-    Ok((Box::new(HttpPipe { shared }), rx))
+    Ok(Box::new(HttpPipe { shared }))
 }
 
 /// Builds the one HTTP client a pipe uses (rustls with ring, keep-alive pool, no redirects).
@@ -139,6 +150,27 @@ pub(super) fn status_error(server: &str, status: StatusCode) -> UpstreamError {
     UpstreamError::Unavailable {
         server: server.to_string(),
         reason: format!("the server answered HTTP {status}"),
+    }
+}
+
+/// The error for a non-success answer, with the message of the JSON-RPC error its body carries
+/// if any (a modern-only server names the versions it speaks that way), shortened.
+pub(super) async fn refusal(server: &str, resp: Response) -> UpstreamError {
+    let status = resp.status();
+    let said = read_bounded(resp, REFUSAL_BODY)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v.get("error")?.get("message")?.as_str().map(str::to_string));
+    match said {
+        Some(m) => {
+            let m: String = m.chars().take(200).collect();
+            UpstreamError::Unavailable {
+                server: server.to_string(),
+                reason: format!("the server answered HTTP {status}: {m}"),
+            }
+        }
+        None => status_error(server, status),
     }
 }
 
@@ -610,7 +642,7 @@ impl Pipe for HttpPipe {
             });
         }
         if !status.is_success() {
-            return Err(status_error(&s.server, status));
+            return Err(refusal(&s.server, resp).await);
         }
         if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
             return Ok(());
@@ -645,14 +677,9 @@ impl Pipe for HttpPipe {
         {
             *version = Some(value);
         }
-        if s.listening.swap(true, Ordering::AcqRel)
-            || tokio::runtime::Handle::try_current().is_err()
-        {
-            return;
-        }
-        if let Some(tx) = s.sender() {
-            s.tasks.spawn(listen(s.clone(), tx));
-        }
+        start_once(&s.listening, &s.tasks, s.sender(), |tx| {
+            listen(s.clone(), tx)
+        });
     }
 
     async fn close(&self) {
@@ -669,9 +696,32 @@ impl Pipe for HttpPipe {
             // Ending the session is a courtesy: errors and 405 are fine.
             let _ = tokio::time::timeout(s.timeouts.connect, rb.send()).await;
         }
-        s.tasks.close();
-        let _ = tokio::time::timeout(CLOSE_WAIT, s.tasks.wait()).await;
+        drain(&s.tasks).await;
     }
+}
+
+/// Spawns a pipe's long-lived stream (`task`, given the pipe's sender) the first time asked,
+/// when there is a runtime and the pipe is open.
+pub(super) fn start_once<F>(
+    started: &AtomicBool,
+    tasks: &TaskTracker,
+    tx: Option<mpsc::Sender<Incoming>>,
+    task: impl FnOnce(mpsc::Sender<Incoming>) -> F,
+) where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    if started.swap(true, Ordering::AcqRel) || tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    if let Some(tx) = tx {
+        tasks.spawn(task(tx));
+    }
+}
+
+/// Lets a closing pipe's background tasks finish, for a moment at most.
+pub(super) async fn drain(tasks: &TaskTracker) {
+    tasks.close();
+    let _ = tokio::time::timeout(CLOSE_WAIT, tasks.wait()).await;
 }
 
 impl Drop for HttpPipe {

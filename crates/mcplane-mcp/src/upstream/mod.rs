@@ -9,9 +9,16 @@
 //!   upstream's event channel; dropping a pending request sends `notifications/cancelled`;
 //! - an [`Upstream`] supervises one configured server: connect, `initialize`, serve calls, and
 //!   reconnect with exponential back-off when the connection ends.
+//!
+//! A Streamable HTTP server that speaks the stateless 2026-07-28 era is reached through a pipe
+//! that translates it into the same shape (`modern`): `initialize` becomes a `server/discover`
+//! probe (falling back to the session era under `protocol: auto`), `input_required` results
+//! become server→client requests related to the call, and a `subscriptions/listen` stream
+//! feeds the upstream's event channel.
 
 mod connection;
 mod http;
+mod modern;
 mod sse;
 mod stdio;
 mod supervisor;
@@ -19,14 +26,18 @@ mod supervisor;
 pub use connection::Connection;
 pub use supervisor::{Opener, Upstream, UpstreamState};
 
-use mcplane_config::{Transport, UpstreamConfig};
+use mcplane_config::{ProtocolMode, Transport, UpstreamConfig};
 use std::sync::Arc;
 
-/// Opens the transport a config names.
+/// Opens the transport a config names, in the protocol era it asks for (Streamable HTTP:
+/// stateless 2026-07-28 for `stateless`, probed first for `auto`; see [`modern`]).
 pub async fn open(config: UpstreamConfig) -> Result<Opened, UpstreamError> {
     match &config.transport {
         Transport::Stdio { .. } => stdio::open(&config).await,
-        Transport::StreamableHttp { .. } => http::open(&config).await,
+        Transport::StreamableHttp { .. } if config.protocol == ProtocolMode::Stateful => {
+            http::open(&config).await
+        }
+        Transport::StreamableHttp { .. } => modern::open(&config).await,
         Transport::Sse { .. } => sse::open(&config).await,
     }
 }

@@ -357,7 +357,7 @@ impl Upstream {
                 .get("protocolVersion")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            if !protocol::is_supported(version) {
+            if protocol::era(version).is_none() {
                 return Err(UpstreamError::Protocol {
                     server: name.clone(),
                     reason: format!("unsupported protocol version {version:?}"),
@@ -387,11 +387,22 @@ impl Upstream {
 fn initialize_params() -> Value {
     json!({
         "protocolVersion": protocol::LATEST,
-        "capabilities": {
-            "roots": {"listChanged": true},
-            "sampling": {},
-            "elicitation": {"form": {}, "url": {}}
-        },
-        "clientInfo": {"name": "mcplane", "version": env!("CARGO_PKG_VERSION")}
+        "capabilities": client_capabilities(),
+        "clientInfo": client_info(),
     })
+}
+
+/// The client capabilities mcplane declares upstream (in `initialize`, or in every 2026-07-28
+/// request's `_meta`).
+pub(super) fn client_capabilities() -> Value {
+    json!({
+        "roots": {"listChanged": true},
+        "sampling": {},
+        "elicitation": {"form": {}, "url": {}}
+    })
+}
+
+/// mcplane's `clientInfo`.
+pub(super) fn client_info() -> Value {
+    json!({"name": "mcplane", "version": env!("CARGO_PKG_VERSION")})
 }

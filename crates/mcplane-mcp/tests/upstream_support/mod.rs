@@ -70,6 +70,7 @@ pub fn stdio(name: &str, args: &[&str]) -> UpstreamConfig {
             },
         },
         timeouts: timeouts(),
+        protocol: mcplane_config::ProtocolMode::Stateful,
         list_ttl: None,
     }
 }
@@ -200,4 +201,22 @@ impl Server {
     pub fn url(&self, path: &str) -> url::Url {
         url::Url::parse(&format!("http://127.0.0.1:{}{path}", self.port)).expect("a URL")
     }
+}
+
+/// A fixture server's counters (`GET /stats` over bare HTTP/1.0: no client setup needed).
+pub async fn stats(server: &Server) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .expect("the fixture listens");
+    conn.write_all(b"GET /stats HTTP/1.0\r\n\r\n")
+        .await
+        .expect("the request is sent");
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw)
+        .await
+        .expect("the answer is read");
+    let raw = String::from_utf8(raw).expect("UTF-8");
+    let body = raw.split_once("\r\n\r\n").expect("a body").1;
+    serde_json::from_str(body).expect("JSON")
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 /// The tools the 2026-07-28 scenarios call, in `tools/list` order (after the session-era ones).
-pub const TOOL_NAMES: [&str; 14] = [
+pub const TOOL_NAMES: [&str; 16] = [
     "test_input_required_result_elicitation",
     "test_input_required_result_sampling",
     "test_input_required_result_list_roots",
@@ -32,6 +32,8 @@ pub const TOOL_NAMES: [&str; 14] = [
     "test_logging_tool",
     "test_trigger_tool_change",
     "test_trigger_prompt_change",
+    "test_trigger_resource_update",
+    "test_wait_for_cancel",
     CUSTOM_HEADER_TOOL,
 ];
 
@@ -48,6 +50,7 @@ pub const PROMPT_NAME: &str = "test_input_required_result_prompt";
 pub(super) struct Listener {
     tools: bool,
     prompts: bool,
+    uris: Vec<String>,
     tx: mpsc::Sender<Value>,
 }
 
@@ -83,6 +86,13 @@ fn describe(name: &str) -> &'static str {
         "test_streaming_elicitation" => "Asks for input by elicitation (input key user_input)",
         "test_logging_tool" => "Sends three log messages, then answers",
         "test_trigger_tool_change" => "Announces a change of the tool list",
+        "test_trigger_resource_update" => {
+            "Changes test://watched-resource and tells its subscribers"
+        }
+        "test_wait_for_cancel" => {
+            "Reports progress 0 (with a progress token), then works until the request is \
+             cancelled (at most 30s)"
+        }
         CUSTOM_HEADER_TOOL => {
             "Echoes its arguments; region, priority and dry_run travel in Mcp-Param-* headers too"
         }
@@ -176,6 +186,17 @@ fn roots(answer: &Value) -> String {
         "(no roots)".into()
     } else {
         uris.join(", ")
+    }
+}
+
+/// Counts one cancellation when dropped while armed.
+struct StopCounter<'a>(Option<&'a std::sync::atomic::AtomicU64>);
+
+impl Drop for StopCounter<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -313,6 +334,27 @@ pub(super) async fn call(
             fixture.list_changed("notifications/tools/list_changed");
             Ok(text_result("Tool list change announced"))
         }
+        "test_wait_for_cancel" => {
+            if let Some(token) = cx.progress_token().cloned() {
+                let progress = json!({"progressToken": token, "progress": 0, "message": "waiting"});
+                cx.notify("notifications/progress", Some(progress)).await;
+            }
+            // Counted when the work stops before its end: cancelled, or dropped by the core.
+            let mut stopped = StopCounter(Some(&fixture.cancellations));
+            tokio::select! {
+                _ = cx.cancelled().cancelled() => Err(RpcError::internal("cancelled")),
+                _ = tokio::time::sleep(super::CLIENT_REPLY_TIMEOUT) => {
+                    stopped.0 = None;
+                    Ok(text_result("never cancelled"))
+                }
+            }
+        }
+        "test_trigger_resource_update" => {
+            let told = fixture.update_resource(super::WATCHED_URI);
+            Ok(text_result(format!(
+                "Resource update sent to {told} subscriber(s)"
+            )))
+        }
         _ => {
             fixture.list_changed("notifications/prompts/list_changed");
             Ok(text_result("Prompt list change announced"))
@@ -335,9 +377,22 @@ pub(super) fn listen(fixture: &ConformanceFixture, filter: &Value) -> Listening 
     let (tx, rx) = mpsc::channel(16);
     let tools = filter["toolsListChanged"] == true;
     let prompts = filter["promptsListChanged"] == true;
+    let uris: Vec<String> = filter["resourceSubscriptions"]
+        .as_array()
+        .map(|u| {
+            u.iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     if let Ok(mut l) = fixture.listeners.lock() {
         l.retain(|l| !l.tx.is_closed());
-        l.push(Listener { tools, prompts, tx });
+        l.push(Listener {
+            tools,
+            prompts,
+            uris: uris.clone(),
+            tx,
+        });
     }
     let mut ack = serde_json::Map::new();
     if tools {
@@ -346,10 +401,24 @@ pub(super) fn listen(fixture: &ConformanceFixture, filter: &Value) -> Listening 
     if prompts {
         ack.insert("promptsListChanged".into(), true.into());
     }
+    if filter.get("resourceSubscriptions").is_some() {
+        ack.insert("resourceSubscriptions".into(), json!(uris));
+    }
     Listening {
         acknowledged: Value::Object(ack),
         notifications: rx,
     }
+}
+
+/// Delivers `notifications/resources/updated` for `uri` to the listeners subscribed to it;
+/// returns how many.
+pub(super) fn notify_resource_listeners(listeners: &[Listener], uri: &str) -> usize {
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri}});
+    listeners
+        .iter()
+        .filter(|l| l.uris.iter().any(|u| u == uri))
+        .filter(|l| l.tx.try_send(note.clone()).is_ok())
+        .count()
 }
 
 /// Delivers a list change to the listeners that asked for it.
