@@ -150,14 +150,6 @@ impl ConfigSpec {
                 });
             }
         }
-        if auth.as_ref().is_some_and(|a| a.api_keys != Some(false)) {
-            inactive_notices.push(Notice {
-                path: "auth.api_keys".into(),
-                message: "accepted but not active yet: this build of mcplane authenticates JWTs \
-                          only (set `api_keys: false` to silence this)"
-                    .into(),
-            });
-        }
         notices.splice(0..0, inactive_notices);
         for vs in &mcp.virtual_servers {
             for ((server, item), _) in vs.overrides.iter() {

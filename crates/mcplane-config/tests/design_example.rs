@@ -60,7 +60,6 @@ fn design_example_parses() {
             "cache",
             "guardrails",
             "audit",
-            "auth.api_keys",
             "routing.aliases.smart.candidates[1]",
         ]
     );

@@ -9,8 +9,13 @@
 //! `iss` and `aud` are checked with the configured clock skew. Claims then map onto the
 //! principal: subject, roles (a list or a space-separated string), org, team and project.
 //!
+//! mcplane API keys (`mcp_<id>_<secret>`, see [`crate::keys`]) are accepted too when `auth:`
+//! does not say `api_keys: false`; they are checked against an in-memory snapshot.
+//!
 //! Errors ([`AuthError`]) say what was wrong without echoing the token.
 
+use crate::keys::{self, KeyError, KeyScope, KeySet};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -95,6 +100,9 @@ struct Issuer {
 /// Turns credentials into principals; see the module docs.
 pub struct Authenticator {
     issuers: Vec<Issuer>,
+    /// mcplane API keys accepted (`auth.api_keys`), from the latest snapshot.
+    api_keys: bool,
+    keys: ArcSwap<KeySet>,
     allow_anonymous: bool,
     /// No `auth:` section: nobody is authenticated, credentials are ignored.
     open: bool,
@@ -137,6 +145,8 @@ impl Authenticator {
     pub fn open(source: Arc<dyn JwksSource>) -> Authenticator {
         Authenticator {
             issuers: Vec::new(),
+            api_keys: false,
+            keys: ArcSwap::default(),
             allow_anonymous: true,
             open: true,
             source,
@@ -201,10 +211,22 @@ impl Authenticator {
         }
         Ok(Authenticator {
             issuers,
+            api_keys: spec.api_keys != Some(false),
+            keys: ArcSwap::default(),
             allow_anonymous: spec.allow_anonymous.unwrap_or(false),
             open: false,
             source,
         })
+    }
+
+    /// Whether mcplane API keys are accepted (an `auth:` section without `api_keys: false`).
+    pub fn accepts_api_keys(&self) -> bool {
+        self.api_keys
+    }
+
+    /// Replaces the API keys accepted (the binary refreshes them from the store).
+    pub fn replace_keys(&self, keys: KeySet) {
+        self.keys.store(Arc::new(keys));
     }
 
     /// Whether requests without credentials are let through as the anonymous principal.
@@ -218,7 +240,31 @@ impl Authenticator {
             _ if self.open => Ok(Principal::anonymous()),
             Credentials::None if self.allow_anonymous => Ok(Principal::anonymous()),
             Credentials::None => Err(AuthError::Missing),
+            Credentials::Bearer(token) if self.api_keys && token.starts_with(keys::PREFIX) => {
+                self.api_key(token)
+            }
             Credentials::Bearer(token) => self.jwt(token).await,
+        }
+    }
+
+    fn api_key(&self, token: &str) -> Result<Principal, AuthError> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        match self.keys.load().verify(token, now_ms) {
+            Ok((mut principal, scope)) => {
+                scope_into(&mut principal, &scope);
+                Ok(principal)
+            }
+            Err(KeyError::Malformed) => Err(AuthError::InvalidToken(
+                "not an mcplane API key (they read mcp_<id>_<secret>)".into(),
+            )),
+            Err(KeyError::Unknown) => {
+                Err(AuthError::InvalidToken("unknown or revoked API key".into()))
+            }
+            Err(KeyError::Expired) => {
+                Err(AuthError::InvalidToken("the API key has expired".into()))
+            }
         }
     }
 
@@ -417,5 +463,43 @@ fn describe(kind: &jsonwebtoken::errors::ErrorKind) -> String {
         K::InvalidClaimFormat(c) => format!("claim `{c}` has the wrong type"),
         K::InvalidAlgorithm | K::MissingAlgorithm => "its algorithm does not match its key".into(),
         _ => "it could not be verified".into(),
+    }
+}
+
+/// Attribute names under which a key's scope travels with its principal (policy can read them).
+pub const KEY_MODELS: &str = "mcplane.key.models";
+/// See [`KEY_MODELS`].
+pub const KEY_TOOLS: &str = "mcplane.key.tools";
+
+fn scope_into(principal: &mut Principal, scope: &KeyScope) {
+    if let Some(m) = &scope.models {
+        principal
+            .attributes
+            .insert(KEY_MODELS.into(), serde_json::json!(m));
+    }
+    if let Some(t) = &scope.tools {
+        principal
+            .attributes
+            .insert(KEY_TOOLS.into(), serde_json::json!(t));
+    }
+}
+
+/// The scope of the API key `principal` authenticated with (none for other principals).
+pub fn scope_of(principal: &Principal) -> KeyScope {
+    let list = |name: &str| {
+        principal
+            .attributes
+            .get(name)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+    };
+    KeyScope {
+        models: list(KEY_MODELS),
+        tools: list(KEY_TOOLS),
     }
 }

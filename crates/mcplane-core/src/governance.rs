@@ -3,7 +3,7 @@
 //! one [`Governance`] and ask it the same questions with the same [`Operation`]s, so a rule or a
 //! limit written once applies to tools and models alike.
 
-use crate::authn::{Authenticator, JwksSource};
+use crate::authn::{Authenticator, JwksSource, KEY_MODELS, KEY_TOOLS, scope_of};
 use crate::limits::{Admitted, LimitError, Limits};
 use crate::policy::{Decision, PolicySet, RequestAttributes};
 use mcplane_types::{Operation, Principal};
@@ -42,13 +42,34 @@ impl Governance {
         }
     }
 
-    /// The policy decision for `operation`.
+    /// Whether anything could refuse an operation of `principal`: policies, or the scope of the
+    /// API key it authenticated with. When not, callers may skip [`Governance::decide`].
+    pub fn decides_for(&self, principal: &Principal) -> bool {
+        !self.policy.is_empty()
+            || principal.attributes.contains_key(KEY_MODELS)
+            || principal.attributes.contains_key(KEY_TOOLS)
+    }
+
+    /// The decision for `operation`: first the scope of the caller's API key (rule
+    /// `api-key-scope`), then the policies.
     pub fn decide(
         &self,
         principal: &Principal,
         operation: &Operation,
         request: &RequestAttributes,
     ) -> Decision {
+        let scope = scope_of(principal);
+        let outside = match operation {
+            Operation::CallTool { tool, .. } => (!scope.allows_tool(&tool.server, &tool.name))
+                .then(|| format!("tool {}/{}", tool.server, tool.name)),
+            Operation::ModelCall { model, .. } | Operation::Embed { model, .. } => {
+                (!scope.allows_model(model)).then(|| format!("model {model}"))
+            }
+            _ => None,
+        };
+        if let Some(what) = outside {
+            return Decision::deny("api-key-scope", format!("this API key may not use {what}"));
+        }
         self.policy.decide(principal, operation, request)
     }
 

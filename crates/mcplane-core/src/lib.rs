@@ -1,7 +1,7 @@
 //! mcplane's shared pipeline: what happens to every request, whichever face it came through.
 //!
 //! A request is decoded by its face into an [`mcplane_types::Operation`] for an
-//! [`mcplane_types::Principal`] ([`authn`] turns credentials into one); this crate decides about
+//! [`mcplane_types::Principal`] ([`authn`] turns credentials — JWTs, [`keys`] — into one); this crate decides about
 //! it: [`policy`] (allow, deny, require approval, and the obligations a rule attaches: routing,
 //! redaction, log detail, shadow traffic) and [`limits`] (rate limits per tenant level), bundled
 //! as the [`governance::Governance`] both faces hold. Budget
@@ -13,5 +13,6 @@
 pub mod authn;
 pub mod calls;
 pub mod governance;
+pub mod keys;
 pub mod limits;
 pub mod policy;

@@ -102,6 +102,17 @@ impl Decision {
         }
     }
 
+    /// A decision denying by `rule` for `reason`.
+    pub fn deny(rule: &str, reason: String) -> Decision {
+        let mut d = Decision::allow();
+        d.decided_by = Some(rule.to_string());
+        d.effect = Effect::Deny {
+            rule: rule.to_string(),
+            reason,
+        };
+        d
+    }
+
     /// Whether the operation may go ahead (possibly after approval).
     pub fn allowed(&self) -> bool {
         self.effect == Effect::Allow

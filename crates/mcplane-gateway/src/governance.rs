@@ -5,7 +5,8 @@
 //! elsewhere).
 //!
 //! The [`Authenticator`] (in `mcplane-core`) decides who the caller is; this module only finds the
-//! credentials in HTTP (`Authorization: Bearer …`), refuses credentials in the URL (they end up in
+//! credentials in HTTP (`Authorization: Bearer …`, or `x-api-key` as Anthropic's SDKs send
+//! keys), refuses credentials in the URL (they end up in
 //! logs and proxies), and renders a refusal: 401 with a `WWW-Authenticate` challenge (RFC 6750),
 //! 429 with `Retry-After` and `x-ratelimit-*` headers, 503 when the keys or the counters are out
 //! of reach. A request admitted under an in-flight limit holds its slot until its response body
@@ -316,7 +317,15 @@ fn credentials<'a>(headers: &'a HeaderMap, uri: &Uri) -> Result<Credentials<'a>,
     }
     let mut values = headers.get_all(axum::http::header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
-        return Ok(Credentials::None);
+        // Anthropic's SDKs send the key as `x-api-key`.
+        return match headers.get("x-api-key").map(|v| v.to_str()) {
+            None => Ok(Credentials::None),
+            Some(Ok(key)) if !key.trim().is_empty() => Ok(Credentials::Bearer(key.trim())),
+            Some(_) => Err(AuthFailure::unauthorized(
+                Some("invalid_request"),
+                "the x-api-key header is empty or not visible ASCII".into(),
+            )),
+        };
     };
     if values.next().is_some() {
         return Err(AuthFailure::unauthorized(

@@ -269,7 +269,7 @@ fn refused_by_policy(
     format: Format,
     rid: &str,
 ) -> Result<Option<Vec<String>>, Box<Response>> {
-    if s.governance.policy.is_empty() {
+    if !s.governance.decides_for(&caller.principal) {
         return Ok(None);
     }
     let d = s.governance.decide(&caller.principal, op, &caller.request);
@@ -315,7 +315,7 @@ async fn chat(
         Ok(r) => r,
         Err(m) => return error_response(format, 400, ErrorKind::InvalidRequest, &m, &rid),
     };
-    let governed = !s.governance.policy.is_empty() || !s.governance.limits.is_empty();
+    let governed = s.governance.decides_for(&caller.principal) || !s.governance.limits.is_empty();
     let (tokens, cost) = if governed {
         estimate(&s, &request)
     } else {
@@ -481,7 +481,7 @@ fn json_ok(value: &Value) -> Response {
 
 /// Whether `caller` may use the model or alias `id` (what `/v1/models` lists).
 fn may_use(s: &LlmState, caller: &Caller, id: &str) -> bool {
-    if s.governance.policy.is_empty() {
+    if !s.governance.decides_for(&caller.principal) {
         return true;
     }
     let op = Operation::ModelCall {

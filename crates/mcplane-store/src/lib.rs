@@ -5,11 +5,14 @@
 //! Today it holds the model-call records ([`mcplane_core::calls::RequestRecord`]): written off
 //! the request path by a [`CallWriter`] (a bounded buffer and a background writer that batches
 //! them into transactions) and read back by [`Store::recent_calls`] (`mcplane usage recent`).
-//! Tenants, API keys, budget ledgers and the audit trail join with their issues, as further
+//! It also holds the API keys (hashes only; [`Store::active_keys`] is the authenticator's
+//! snapshot). Tenants, budget ledgers and the audit trail join with their issues, as further
 //! migrations.
 
+mod keys;
 mod writer;
 
+pub use keys::KeyRow;
 pub use writer::{CallWriter, WriterStats};
 
 use mcplane_core::calls::RequestRecord;

@@ -39,7 +39,11 @@ async fn exercise(store: Store) {
             let writer = writer.clone();
             tokio::spawn(async move {
                 for i in 0..100usize {
-                    let model = if i.is_multiple_of(4) { "claude" } else { "gpt-4o" };
+                    let model = if i.is_multiple_of(4) {
+                        "claude"
+                    } else {
+                        "gpt-4o"
+                    };
                     writer.record(&record(t * 100 + i, model));
                 }
             })
@@ -142,4 +146,66 @@ async fn bad_urls_and_unreachable_databases_are_clear_errors() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
+}
+
+async fn keys_round_trip(store: Store) {
+    use mcplane_store::KeyRow;
+    let new = mcplane_core::keys::generate();
+    let row = |id: &str, expires_at_ms: Option<i64>| KeyRow {
+        id: id.into(),
+        name: "billing".into(),
+        principal: "svc-billing".into(),
+        kind: "service".into(),
+        org: Some("acme".into()),
+        team: None,
+        project: None,
+        roles: vec!["ops".into()],
+        models: Some(vec!["gpt-4o".into()]),
+        tools: None,
+        created_at_ms: 1,
+        expires_at_ms,
+        revoked_at_ms: None,
+    };
+    store
+        .insert_key(&row(&new.id, None), &new.hash_hex)
+        .await
+        .unwrap();
+    let other = mcplane_core::keys::generate();
+    store
+        .insert_key(&row(&other.id, Some(1_000)), &other.hash_hex)
+        .await
+        .unwrap();
+    // The same id twice is refused (primary key), not overwritten.
+    assert!(
+        store
+            .insert_key(&row(&new.id, None), &other.hash_hex)
+            .await
+            .is_err()
+    );
+    let listed = store.list_keys().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].roles, ["ops"]);
+    let active = store.active_keys(2_000).await.unwrap();
+    assert_eq!(active.len(), 1, "the expired one is left out");
+    let set = mcplane_core::keys::KeySet::new(active);
+    let (p, scope) = set.verify(&new.token, 2_000).unwrap();
+    assert_eq!(p.id, "svc-billing");
+    assert_eq!(p.tenancy.org.as_deref(), Some("acme"));
+    assert!(scope.allows_model("gpt-4o") && !scope.allows_model("other"));
+    assert!(store.revoke_key(&new.id, 3_000).await.unwrap());
+    assert!(
+        !store.revoke_key(&new.id, 3_000).await.unwrap(),
+        "revoking twice"
+    );
+    assert!(!store.revoke_key("' OR 1=1 --", 3_000).await.unwrap());
+    assert!(store.active_keys(2_000).await.unwrap().is_empty());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn api_keys_on_sqlite_and_postgres() {
+    keys_round_trip(Store::open("sqlite::memory:").await.unwrap()).await;
+    if let Some(pg) = PostgresServer::start().unwrap() {
+        keys_round_trip(Store::open(&pg.url()).await.unwrap()).await;
+    }
 }

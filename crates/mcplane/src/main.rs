@@ -5,6 +5,7 @@
 //! server core → HTTP or stdio transports. Only this crate picks concrete adapters.
 
 mod governance;
+mod keys_cli;
 mod policy_cli;
 mod reload;
 mod runtime;
@@ -56,6 +57,11 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// API keys: `mcplane keys create|list|revoke`.
+    Keys {
+        #[command(subcommand)]
+        command: keys_cli::KeysCommand,
     },
     /// Model calls recorded in the store: `mcplane usage recent`.
     Usage {
@@ -120,6 +126,7 @@ fn main() -> ExitCode {
             Command::Usage {
                 command: UsageCommand::Recent(r),
             } => r.run().await,
+            Command::Keys { command } => command.run().await,
         }
     });
     match outcome {

@@ -144,6 +144,45 @@ async fn signal() {
     }
 }
 
+/// How often the API keys are reloaded from the store (new keys and revocations take effect
+/// within this long).
+pub const KEY_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps the authenticator's API keys in step with the store until `shutdown`.
+async fn refresh_keys(
+    store: mcplane_store::Store,
+    governance: Arc<mcplane_core::governance::Governance>,
+    shutdown: CancellationToken,
+) {
+    let mut failing = false;
+    loop {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        match store.active_keys(now_ms).await {
+            Ok(keys) => {
+                if failing {
+                    tracing::info!(keys = keys.len(), "API keys reloaded from the store again");
+                }
+                failing = false;
+                governance
+                    .authn
+                    .replace_keys(mcplane_core::keys::KeySet::new(keys));
+            }
+            // The last good snapshot stays in force.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cannot reload API keys from the store; keeping the last ones");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(KEY_REFRESH) => {}
+        }
+    }
+}
+
 /// Model-call records buffered for the store before new ones are dropped (and counted).
 const RECORD_BUFFER: usize = 8192;
 
@@ -169,6 +208,23 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
     );
     let running = start(config);
     running.gateway.govern(governance.clone());
+    if governance.authn.accepts_api_keys() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let keys = store
+            .active_keys(now_ms)
+            .await
+            .context("cannot load the API keys from the store")?;
+        governance
+            .authn
+            .replace_keys(mcplane_core::keys::KeySet::new(keys));
+        running.tasks.spawn(refresh_keys(
+            store.clone(),
+            governance.clone(),
+            running.shutdown.clone(),
+        ));
+    }
     if let Some(p) = path {
         let reloader = Reloader::new(
             p,

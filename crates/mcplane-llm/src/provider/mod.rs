@@ -459,7 +459,10 @@ mod tests {
         let at = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
         let before = at - Duration::from_secs(90);
         assert_eq!(retry_after_at(&h, before), Some(Duration::from_secs(90)));
-        assert_eq!(retry_after_at(&h, at + Duration::from_secs(5)), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after_at(&h, at + Duration::from_secs(5)),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
