@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use mcplane_config::{AuthSpec, JwtAlgorithm, JwtIssuerSpec};
+use mcplane_config::{AuthSpec, JwtAlgorithm, JwtIssuerSpec, OAuthResourceSpec};
 use mcplane_types::{AuthMethod, Principal, PrincipalKind, Tenancy};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -100,6 +100,8 @@ struct Issuer {
 /// Turns credentials into principals; see the module docs.
 pub struct Authenticator {
     issuers: Vec<Issuer>,
+    /// `auth.oauth`: mcplane as an OAuth protected resource.
+    oauth: Option<OAuthResourceSpec>,
     /// mcplane API keys accepted (`auth.api_keys`), from the latest snapshot.
     api_keys: bool,
     keys: ArcSwap<KeySet>,
@@ -145,6 +147,7 @@ impl Authenticator {
     pub fn open(source: Arc<dyn JwksSource>) -> Authenticator {
         Authenticator {
             issuers: Vec::new(),
+            oauth: None,
             api_keys: false,
             keys: ArcSwap::default(),
             allow_anonymous: true,
@@ -211,12 +214,18 @@ impl Authenticator {
         }
         Ok(Authenticator {
             issuers,
+            oauth: spec.oauth.clone(),
             api_keys: spec.api_keys != Some(false),
             keys: ArcSwap::default(),
             allow_anonymous: spec.allow_anonymous.unwrap_or(false),
             open: false,
             source,
         })
+    }
+
+    /// `auth.oauth`, when mcplane presents itself as an OAuth protected resource (RFC 9728).
+    pub fn oauth(&self) -> Option<&OAuthResourceSpec> {
+        self.oauth.as_ref()
     }
 
     /// Whether mcplane API keys are accepted (an `auth:` section without `api_keys: false`).
@@ -236,6 +245,17 @@ impl Authenticator {
 
     /// The principal behind `credentials`.
     pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Principal, AuthError> {
+        self.authenticate_for(credentials, None).await
+    }
+
+    /// [`Authenticator::authenticate`] for a protected resource: a JWT may also carry the
+    /// resource's own URI as its audience (RFC 8707 audience binding: a token issued for one MCP
+    /// endpoint is refused at another).
+    pub async fn authenticate_for(
+        &self,
+        credentials: Credentials<'_>,
+        resource: Option<&str>,
+    ) -> Result<Principal, AuthError> {
         match credentials {
             _ if self.open => Ok(Principal::anonymous()),
             Credentials::None if self.allow_anonymous => Ok(Principal::anonymous()),
@@ -243,7 +263,7 @@ impl Authenticator {
             Credentials::Bearer(token) if self.api_keys && token.starts_with(keys::PREFIX) => {
                 self.api_key(token)
             }
-            Credentials::Bearer(token) => self.jwt(token).await,
+            Credentials::Bearer(token) => self.jwt(token, resource).await,
         }
     }
 
@@ -268,7 +288,7 @@ impl Authenticator {
         }
     }
 
-    async fn jwt(&self, token: &str) -> Result<Principal, AuthError> {
+    async fn jwt(&self, token: &str, resource: Option<&str>) -> Result<Principal, AuthError> {
         let invalid = |m: &str| AuthError::InvalidToken(m.to_string());
         if token.len() > MAX_TOKEN_LEN {
             return Err(invalid("longer than 16 KiB"));
@@ -312,7 +332,10 @@ impl Authenticator {
         validation.leeway = issuer.leeway;
         validation.validate_nbf = true;
         validation.set_issuer(&[&issuer.spec.issuer]);
-        validation.set_audience(&[&issuer.spec.audience]);
+        match resource {
+            Some(r) => validation.set_audience(&[issuer.spec.audience.as_str(), r]),
+            None => validation.set_audience(&[&issuer.spec.audience]),
+        }
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
             .map_err(|e| AuthError::InvalidToken(describe(e.kind())))?;

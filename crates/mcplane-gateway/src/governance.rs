@@ -13,6 +13,11 @@
 //! ends (streams included); long-lived event streams (`GET` with `Accept: text/event-stream`)
 //! are not counted.
 //!
+//! With `auth.oauth`, `/mcp` and each `/mcp/{virtual_server}` are OAuth protected resources
+//! (RFC 9728): [`metadata_routes`] serves their metadata, a 401 there names it in its challenge
+//! (`resource_metadata=…`), and a JWT may carry the endpoint's own URI as audience — so a token
+//! issued for one virtual server is refused at another.
+//!
 //! Request attributes come from `x-mcplane-data-classification` and `x-mcplane-environment`
 //! (`request.data_classification`, `request.environment` in policy conditions). They are the
 //! client's own statements: rules that must not be bypassed should read the principal instead.
@@ -91,6 +96,81 @@ fn attributes(headers: &HeaderMap) -> RequestAttributes {
     }
 }
 
+/// An MCP endpoint as an OAuth protected resource: its URI and where its metadata is.
+struct Protected {
+    resource: String,
+    metadata: String,
+}
+
+/// The MCP endpoint a path belongs to: `/mcp`, or `/mcp/{virtual_server}` (the legacy `/sse`
+/// and `/messages` are `/mcp`'s). `None` for the model face and everything else.
+fn endpoint_of(path: &str) -> Option<String> {
+    if matches!(path, "/mcp" | "/sse" | "/messages") {
+        return Some("/mcp".into());
+    }
+    let name = path.strip_prefix("/mcp/")?.split('/').next()?;
+    (!name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+    .then(|| format!("/mcp/{name}"))
+}
+
+fn protected_resource(auth: &Authenticator, path: &str) -> Option<Protected> {
+    let oauth = auth.oauth()?;
+    let endpoint = endpoint_of(path)?;
+    let base = oauth.resource.trim_end_matches('/');
+    Some(Protected {
+        resource: format!("{base}{endpoint}"),
+        metadata: format!("{base}/.well-known/oauth-protected-resource{endpoint}"),
+    })
+}
+
+/// RFC 9728 protected-resource metadata for `/mcp` and each `/mcp/{virtual_server}`, at
+/// `/.well-known/oauth-protected-resource[/mcp[/NAME]]` (404 without `auth.oauth`).
+pub fn metadata_routes(governance: Arc<Governance>) -> Router {
+    async fn metadata(State(governance): State<Arc<Governance>>, request: Request) -> Response {
+        let path = request
+            .uri()
+            .path()
+            .strip_prefix("/.well-known/oauth-protected-resource")
+            .unwrap_or_default();
+        let endpoint = if path.is_empty() || path == "/" {
+            Some("/mcp".to_string())
+        } else {
+            endpoint_of(path).filter(|e| e == path)
+        };
+        let (Some(oauth), Some(endpoint)) = (governance.authn.oauth(), endpoint) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let base = oauth.resource.trim_end_matches('/');
+        let mut body = serde_json::json!({
+            "resource": format!("{base}{endpoint}"),
+            "authorization_servers": oauth.authorization_servers,
+            "bearer_methods_supported": ["header"],
+        });
+        if let Some(scopes) = &oauth.scopes {
+            body["scopes_supported"] = serde_json::json!(scopes);
+        }
+        (
+            StatusCode::OK,
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            serde_json::to_vec(&body).unwrap_or_default(),
+        )
+            .into_response()
+    }
+    Router::new()
+        .route(
+            "/.well-known/oauth-protected-resource",
+            axum::routing::get(metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/{*rest}",
+            axum::routing::get(metadata),
+        )
+        .with_state(governance)
+}
+
 /// Puts `router`'s requests through authentication and the request-rate limits (see the module
 /// docs).
 pub fn layer(router: Router, governance: Arc<Governance>) -> Router {
@@ -106,9 +186,26 @@ async fn govern(
     if exempt(&path) {
         return next.run(request).await;
     }
-    let principal = match principal(&governance.authn, request.headers(), request.uri()).await {
+    let protected = protected_resource(&governance.authn, &path);
+    let principal = match principal_for(
+        &governance.authn,
+        request.headers(),
+        request.uri(),
+        protected.as_ref().map(|p| p.resource.as_str()),
+    )
+    .await
+    {
         Ok(p) => p,
-        Err(failure) => {
+        Err(mut failure) => {
+            if let (Some(p), Some(c)) = (&protected, &failure.challenge) {
+                // RFC 9728: tell the client where the resource's metadata is.
+                let with = format!(
+                    "{}, resource_metadata=\"{}\"",
+                    c.to_str().unwrap_or("Bearer"),
+                    p.metadata
+                );
+                failure.challenge = HeaderValue::from_str(&with).ok().or(failure.challenge);
+            }
             tracing::info!(
                 path,
                 status = failure.status.as_u16(),
@@ -358,8 +455,18 @@ pub async fn principal(
     headers: &HeaderMap,
     uri: &Uri,
 ) -> Result<Arc<Principal>, AuthFailure> {
+    principal_for(auth, headers, uri, None).await
+}
+
+/// [`principal`] at a protected resource (`resource`: its URI, an accepted token audience).
+async fn principal_for(
+    auth: &Authenticator,
+    headers: &HeaderMap,
+    uri: &Uri,
+    resource: Option<&str>,
+) -> Result<Arc<Principal>, AuthFailure> {
     let credentials = credentials(headers, uri)?;
-    match auth.authenticate(credentials).await {
+    match auth.authenticate_for(credentials, resource).await {
         Ok(p) => Ok(Arc::new(p)),
         Err(AuthError::Missing) => Err(AuthFailure::unauthorized(
             None,

@@ -265,6 +265,9 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
             }),
         )
         .merge(running.virtual_servers.router())
+        .merge(mcplane_gateway::governance::metadata_routes(
+            governance.clone(),
+        ))
         .merge(mcplane_gateway::llm_http::router(
             llm.clone(),
             governance.clone(),

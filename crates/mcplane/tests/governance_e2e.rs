@@ -4,7 +4,9 @@
 //! their own format. One policy set filters `tools/list` (by tool annotations, the spec's defaults
 //! filled in) and `/v1/models` by the caller's roles
 //! and refuses the calls the lists hide (MCP `-32003`, `/v1` 403), reroutes with `route_to`, and
-//! one team limit answers 429 with `Retry-After` on either face.
+//! one team limit answers 429 with `Retry-After` on either face. With `auth.oauth`, each MCP
+//! endpoint publishes RFC 9728 metadata and a token bound to one virtual server is refused at
+//! another.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -34,6 +36,7 @@ async fn stack(extra: &str) -> Stack {
         r#"
 auth:
   api_keys: false
+  oauth: {{ resource: "http://mcplane.test", authorization_servers: ["{ISSUER}"], scopes: [mcp] }}
   jwt:
     - issuer: "{ISSUER}"
       audience: {AUDIENCE}
@@ -43,6 +46,9 @@ mcp:
   naming: {{ prefix: never }}
   servers:
     demo: {{ transport: stdio, command: "{exe}", args: [demo-server] }}
+  virtual_servers:
+    a: {{ include: ["demo/echo"] }}
+    b: {{ include: ["demo/add"] }}
 models:
   - {{ id: cheap, provider: openai, cost: {{ input_per_1k: 0.001, output_per_1k: 0.002 }}, endpoints: [{{ url: "{base}/v1", api_key: "{KEY}" }}] }}
   - {{ id: premium, provider: openai, cost: {{ input_per_1k: 0.01, output_per_1k: 0.03 }}, endpoints: [{{ url: "{base}/v1", api_key: "{KEY}" }}] }}
@@ -345,4 +351,92 @@ async fn a_team_limit_is_shared_by_both_faces() {
         .0,
         200
     );
+}
+
+/// A stateless MCP request to `path` (tools/list).
+async fn list_at(s: &Stack, path: &str, bearer: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    let r = http()
+        .post(s.gw.url(path))
+        .bearer_auth(bearer)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn oauth_metadata_and_tokens_bound_to_one_virtual_server() {
+    let s = stack("").await;
+    // RFC 9728 metadata, per endpoint, without credentials.
+    for (path, resource) in [
+        (
+            "/.well-known/oauth-protected-resource",
+            "http://mcplane.test/mcp",
+        ),
+        (
+            "/.well-known/oauth-protected-resource/mcp",
+            "http://mcplane.test/mcp",
+        ),
+        (
+            "/.well-known/oauth-protected-resource/mcp/a",
+            "http://mcplane.test/mcp/a",
+        ),
+    ] {
+        let r = http().get(s.gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let m: Value = r.json().await.unwrap();
+        assert_eq!(m["resource"], resource);
+        assert_eq!(m["authorization_servers"], json!([ISSUER]));
+        assert_eq!(m["scopes_supported"], json!(["mcp"]));
+    }
+    let r = http()
+        .get(s.gw.url("/.well-known/oauth-protected-resource/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // A 401 on an MCP endpoint points at that endpoint's metadata.
+    let (status, h, _) = list_at(&s, "/mcp/a", "nope").await;
+    assert_eq!(status, 401);
+    assert!(
+        h["www-authenticate"].to_str().unwrap().contains(
+            "resource_metadata=\"http://mcplane.test/.well-known/oauth-protected-resource/mcp/a\""
+        ),
+        "{h:?}"
+    );
+    // A token issued for virtual server a works there, and is refused at b and at /mcp.
+    let mut c = claims("ada");
+    c["aud"] = json!("http://mcplane.test/mcp/a");
+    let bound = jwt::token(&c);
+    let (status, _, body) = list_at(&s, "/mcp/a", &bound).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["tools"][0]["name"], "echo");
+    for elsewhere in ["/mcp/b", "/mcp"] {
+        let (status, h, body) = list_at(&s, elsewhere, &bound).await;
+        assert_eq!(status, 401, "{elsewhere}: {body}");
+        assert!(
+            h["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
+    }
+    // The model face has no resource audience: a bound token is not for it either.
+    let (status, _, _) = v1(&s, Some(&bound), "GET", "/v1/models", None, &[]).await;
+    assert_eq!(status, 401);
+    // A token for mcplane as a whole (the issuer's audience) works everywhere.
+    let general = token("ada", &["senior"]);
+    assert_eq!(list_at(&s, "/mcp/b", &general).await.0, 200);
 }
