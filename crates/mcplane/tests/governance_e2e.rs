@@ -265,6 +265,19 @@ async fn one_policy_filters_lists_and_guards_calls_on_both_faces() {
     )
     .await;
     assert!(echoed.get("result").is_some(), "{echoed}");
+    // Identity a client asserts in headers changes nothing: only the token speaks for it.
+    let r = http()
+        .get(s.gw.url("/v1/models"))
+        .bearer_auth(&intern)
+        .header("x-mcplane-principal", "sam")
+        .header("x-user-roles", "senior")
+        .header("x-forwarded-user", "sam")
+        .header("x-remote-user", "sam")
+        .send()
+        .await
+        .unwrap();
+    let spoofed: Value = r.json().await.unwrap();
+    assert_eq!(names(&spoofed, "data", "id"), ["cheap", "private"]);
     // Models: the same engine, the same roles.
     let (_, _, seniors) = v1(&s, Some(&senior), "GET", "/v1/models", None, &[]).await;
     let (_, _, interns) = v1(&s, Some(&intern), "GET", "/v1/models", None, &[]).await;
