@@ -12,7 +12,7 @@ use std::fmt;
 /// The levels of the tenant tree a budget can apply to.
 pub const SCOPE_KINDS: [&str; 4] = ["org", "team", "project", "user"];
 
-/// One entry of `budgets:`. Not active yet.
+/// One entry of `budgets:`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetSpec {
@@ -22,7 +22,7 @@ pub struct BudgetSpec {
     pub daily_usd: Option<f64>,
     /// Limit per calendar month (UTC), in US dollars.
     pub monthly_usd: Option<f64>,
-    /// Further rolling windows with their own limits.
+    /// Further fixed windows (aligned to the Unix epoch) with their own limits.
     pub windows: Option<Vec<BudgetWindowSpec>>,
     /// Share(s) of a limit (0 to 1) at which an alert fires, once per window each.
     pub alert_at: Option<AlertAt>,
@@ -39,7 +39,7 @@ pub struct BudgetSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetWindowSpec {
-    /// Window length (rolling), e.g. `1h` or `7d`.
+    /// Window length, e.g. `1h` or `7d` (fixed windows aligned to the Unix epoch).
     pub every: HumanDuration,
     /// Limit per window, in US dollars.
     pub usd: f64,

@@ -37,7 +37,7 @@ pub struct ConfigSpec {
     pub routing: Option<RoutingSpec>,
     /// Policy rules, evaluated for every operation of both faces.
     pub policies: Option<Vec<PolicySpec>>,
-    /// Spending limits. Not active yet.
+    /// Spending limits per org, team, project or user.
     pub budgets: Option<Vec<BudgetSpec>>,
     /// Exact and semantic caching of model calls. Not active yet.
     pub cache: Option<CacheSpec>,
@@ -51,8 +51,6 @@ pub struct ConfigSpec {
 /// them further; until then they are reported as [`Notice`]s.
 #[derive(Debug, Clone, Default)]
 pub struct PendingSections {
-    /// `budgets`.
-    pub budgets: Option<Vec<BudgetSpec>>,
     /// `cache`.
     pub cache: Option<CacheSpec>,
     /// `guardrails`.
@@ -135,7 +133,6 @@ impl ConfigSpec {
         }
         let mut inactive_notices = Vec::new();
         let inactive = [
-            ("budgets", budgets.is_some(), "budgets"),
             ("cache", cache.is_some(), "caching"),
             ("guardrails", guardrails.is_some(), "guardrails"),
             ("audit", audit.is_some(), "the audit trail"),
@@ -147,6 +144,16 @@ impl ConfigSpec {
                     message: format!(
                         "accepted but not active yet: this build of mcplane does not implement {what}"
                     ),
+                });
+            }
+        }
+        for (i, b) in budgets.iter().flatten().enumerate() {
+            if b.alert_webhook.is_some() {
+                inactive_notices.push(Notice {
+                    path: format!("budgets[{i}].alert_webhook"),
+                    message: "accepted but not active yet: budget alerts are logged (target \
+                              mcplane::budget); webhooks come with the audit issue"
+                        .into(),
                 });
             }
         }
@@ -170,8 +177,8 @@ impl ConfigSpec {
             auth,
             tenants,
             policies: policies.unwrap_or_default(),
+            budgets: budgets.unwrap_or_default(),
             pending: PendingSections {
-                budgets,
                 cache,
                 guardrails,
                 audit,

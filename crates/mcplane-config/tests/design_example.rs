@@ -27,7 +27,6 @@ fn design_example_parses() {
     let names: Vec<_> = c.mcp.servers.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["files", "github"]);
 
-    let p = &c.pending;
     let models = &c.models;
     assert_eq!(models[0].id, "gpt-4o");
     let key = models[0].endpoints[0].api_key.as_ref().unwrap();
@@ -46,7 +45,7 @@ fn design_example_parses() {
     let policies = &c.policies;
     assert!(matches!(policies[0].then, PolicyThen::Actions(_)));
     assert!(matches!(policies[1].then, PolicyThen::Action(_)));
-    assert_eq!(p.budgets.as_deref().unwrap()[0].scope, "team:payments");
+    assert_eq!(c.budgets[0].scope, "team:payments");
     let support = &c.mcp.virtual_servers[0];
     assert_eq!(support.name, "support");
     assert!(support.shows("github", "list_issues") && !support.shows("github", "create_issue"));
@@ -56,7 +55,6 @@ fn design_example_parses() {
     assert_eq!(
         paths,
         [
-            "budgets",
             "cache",
             "guardrails",
             "audit",

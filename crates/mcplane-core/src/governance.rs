@@ -4,6 +4,7 @@
 //! limit written once applies to tools and models alike.
 
 use crate::authn::{Authenticator, JwksSource, KEY_MODELS, KEY_TOOLS, scope_of};
+use crate::budgets::Budgets;
 use crate::limits::{Admitted, LimitError, Limits};
 use crate::policy::{Decision, PolicySet, RequestAttributes};
 use mcplane_types::{Operation, Principal};
@@ -18,6 +19,8 @@ pub struct Governance {
     pub policy: PolicySet,
     /// Rate limits per tenant level.
     pub limits: Limits,
+    /// Spending limits.
+    pub budgets: Budgets,
 }
 
 /// A JWKS source that has nothing (no `jwks_url` issuers configured).
@@ -38,7 +41,8 @@ impl Governance {
         Governance {
             authn: Authenticator::open(Arc::new(NoJwks)),
             policy: PolicySet::default(),
-            limits: Limits::new(None, counters, false),
+            limits: Limits::new(None, counters.clone(), false),
+            budgets: Budgets::new(&[], counters),
         }
     }
 
@@ -104,7 +108,7 @@ impl crate::limits::Counters for NoCounters {
     async fn adjust(
         &self,
         _key: &str,
-        _window: std::time::Duration,
+        _window: Option<std::time::Duration>,
         _delta: i64,
     ) -> Result<(), crate::limits::CountersError> {
         Ok(())

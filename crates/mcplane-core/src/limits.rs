@@ -29,9 +29,12 @@ pub struct Charge {
     pub amount: u64,
     /// Largest count allowed.
     pub limit: u64,
-    /// `Some(window)`: a count per fixed window; `None`: a gauge (in-flight requests) that
-    /// [`Counters::release`] decrements.
+    /// `Some(window)`: a count per fixed window; `None`: a gauge (in-flight requests, budget
+    /// spend of a named period) that [`Counters::release`] or [`Counters::adjust`] change.
     pub window: Option<Duration>,
+    /// A gauge's lifetime in shared counters after its last change (`None`: the counters'
+    /// default for in-flight counts). Windowed counts expire with their window.
+    pub ttl: Option<Duration>,
 }
 
 /// What the counters said about a set of charges.
@@ -56,8 +59,14 @@ pub enum Admission {
 pub trait Counters: Send + Sync {
     /// Adds every charge, or none if any would exceed its limit (atomically).
     async fn admit(&self, charges: &[Charge]) -> Result<Admission, CountersError>;
-    /// Adds `delta` (may be negative) to a windowed counter, without a limit (corrections).
-    async fn adjust(&self, key: &str, window: Duration, delta: i64) -> Result<(), CountersError>;
+    /// Adds `delta` (may be negative, never below zero) to a counter without a limit
+    /// (corrections): a windowed one in its current window (`Some`), or a gauge (`None`).
+    async fn adjust(
+        &self,
+        key: &str,
+        window: Option<Duration>,
+        delta: i64,
+    ) -> Result<(), CountersError>;
     /// Decrements a gauge (a request in flight ended).
     async fn release(&self, key: &str) -> Result<(), CountersError>;
 }
@@ -161,7 +170,7 @@ impl Admitted {
             return;
         }
         for key in &self.token_keys {
-            if let Err(e) = self.counters.adjust(key, WINDOW, delta).await {
+            if let Err(e) = self.counters.adjust(key, Some(WINDOW), delta).await {
                 tracing::warn!(key, error = %e, "could not correct a token count");
             }
         }
@@ -290,6 +299,7 @@ impl Limits {
                             amount: 1,
                             limit: u64::from(rpm),
                             window: Some(WINDOW),
+                            ttl: None,
                         });
                         meta.push((level, "requests", "requests per minute"));
                     }
@@ -299,6 +309,7 @@ impl Limits {
                             amount: 1,
                             limit: u64::from(c),
                             window: None,
+                            ttl: None,
                         });
                         meta.push((level, "concurrent", "requests in flight"));
                     }
@@ -310,6 +321,7 @@ impl Limits {
                             amount: tokens,
                             limit: tpm,
                             window: Some(WINDOW),
+                            ttl: None,
                         });
                         meta.push((level, "tokens", "tokens per minute"));
                     }

@@ -99,14 +99,19 @@ impl Counters for MemoryCounters {
         ))
     }
 
-    async fn adjust(&self, key: &str, window: Duration, delta: i64) -> Result<(), CountersError> {
-        let (index, _) = self.window_of(window);
+    async fn adjust(
+        &self,
+        key: &str,
+        window: Option<Duration>,
+        delta: i64,
+    ) -> Result<(), CountersError> {
+        let index = window.map(|w| self.window_of(w).0);
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let e = entries.entry(key.to_string()).or_insert(Entry {
-            window: Some(index),
+            window: index,
             count: 0,
         });
-        if e.window != Some(index) {
+        if e.window != index {
             // The window the charge was made in is over: nothing left to correct.
             return Ok(());
         }

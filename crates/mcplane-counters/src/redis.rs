@@ -12,16 +12,16 @@ use std::time::Duration;
 /// How long an in-flight count survives without being refreshed (a crashed replica's leftovers).
 pub const GAUGE_TTL: Duration = Duration::from_secs(600);
 
-/// ARGV per key: amount, limit, window ms (0 = gauge). Returns `{1, count…}` when admitted or
-/// `{0, index, count, reset_ms}` when refused (nothing charged).
+/// ARGV per key: amount, limit, window ms (0 = gauge), gauge TTL ms. Returns `{1, count…}` when
+/// admitted or `{0, index, count, reset_ms}` when refused (nothing charged).
 const ADMIT: &str = r#"
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local keys, counts = {}, {}
 for i = 1, #KEYS do
-  local amount = tonumber(ARGV[3 * i - 2])
-  local limit = tonumber(ARGV[3 * i - 1])
-  local window = tonumber(ARGV[3 * i])
+  local amount = tonumber(ARGV[4 * i - 3])
+  local limit = tonumber(ARGV[4 * i - 2])
+  local window = tonumber(ARGV[4 * i - 1])
   local key = KEYS[i]
   if window > 0 then key = key .. ':' .. math.floor(now_ms / window) end
   local cur = tonumber(redis.call('GET', key) or '0')
@@ -35,24 +35,25 @@ for i = 1, #KEYS do
 end
 local out = {1}
 for i = 1, #KEYS do
-  local window = tonumber(ARGV[3 * i])
-  redis.call('INCRBY', keys[i], ARGV[3 * i - 2])
+  local window = tonumber(ARGV[4 * i - 1])
+  redis.call('INCRBY', keys[i], ARGV[4 * i - 3])
   if window > 0 then
     redis.call('PEXPIRE', keys[i], window * 2)
   else
-    redis.call('PEXPIRE', keys[i], tonumber(ARGV[#ARGV]))
+    redis.call('PEXPIRE', keys[i], tonumber(ARGV[4 * i]))
   end
   out[#out + 1] = counts[i]
 end
 return out
 "#;
 
-/// KEYS[1] base key; ARGV: window ms, delta. Never below zero.
+/// KEYS[1] base key; ARGV: window ms (0 = gauge), delta. Never below zero.
 const ADJUST: &str = r#"
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[1])
-local key = KEYS[1] .. ':' .. math.floor(now_ms / window)
+local key = KEYS[1]
+if window > 0 then key = key .. ':' .. math.floor(now_ms / window) end
 local cur = redis.call('GET', key)
 if not cur then return 0 end
 local v = tonumber(cur) + tonumber(ARGV[2])
@@ -118,9 +119,9 @@ impl Counters for RedisCounters {
                 .key(self.key(&c.key))
                 .arg(c.amount)
                 .arg(c.limit)
-                .arg(c.window.map_or(0, |w| w.as_millis() as u64));
+                .arg(c.window.map_or(0, |w| w.as_millis() as u64))
+                .arg(c.ttl.unwrap_or(GAUGE_TTL).as_millis() as u64);
         }
-        invocation.arg(GAUGE_TTL.as_millis() as u64);
         let mut conn = self.conn.clone();
         let reply: Vec<Value> = invocation
             .invoke_async(&mut conn)
@@ -142,12 +143,17 @@ impl Counters for RedisCounters {
         }
     }
 
-    async fn adjust(&self, key: &str, window: Duration, delta: i64) -> Result<(), CountersError> {
+    async fn adjust(
+        &self,
+        key: &str,
+        window: Option<Duration>,
+        delta: i64,
+    ) -> Result<(), CountersError> {
         let mut conn = self.conn.clone();
         let _: i64 = self
             .adjust
             .key(self.key(key))
-            .arg(window.as_millis() as u64)
+            .arg(window.map_or(0, |w| w.as_millis() as u64))
             .arg(delta)
             .invoke_async(&mut conn)
             .await

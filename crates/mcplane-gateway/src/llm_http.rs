@@ -36,10 +36,11 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt;
+use mcplane_core::budgets::{BudgetError, Reservation};
 use mcplane_core::governance::Governance;
 use mcplane_core::policy::Effect;
 use mcplane_llm::chat::ChatRequest;
-use mcplane_llm::dispatch::{self, ChatCall, Dispatcher, EmbeddingsCall, Failure, Reply};
+use mcplane_llm::dispatch::{self, ChatCall, Dispatcher, EmbeddingsCall, Failure, OnCost, Reply};
 use mcplane_llm::error::{error_body, http_status};
 use mcplane_llm::registry::Target;
 use mcplane_llm::{Format, LlmError, anthropic, openai};
@@ -258,6 +259,57 @@ fn estimate(s: &LlmState, request: &ChatRequest) -> (u64, MicroUsd) {
     worst
 }
 
+/// Reserves the call's estimated `cost` under the caller's budgets. At a budget that says
+/// `on_limit: degrade`, the call is moved to its `degrade_to` (if the policies allow that) and
+/// reserved at that model's estimate; otherwise a 402 names the budget.
+async fn reserve(
+    s: &LlmState,
+    caller: &Caller,
+    request: &mut ChatRequest,
+    cost: MicroUsd,
+    format: Format,
+    rid: &str,
+) -> Result<Option<Reservation>, Box<Response>> {
+    let budgets = &s.governance.budgets;
+    if budgets.is_empty() {
+        return Ok(None);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let refuse = |e: BudgetError| {
+        let (status, kind) = match e {
+            BudgetError::Exceeded { .. } => (402, ErrorKind::BudgetExceeded),
+            BudgetError::Unavailable(_) => (503, ErrorKind::UpstreamUnavailable),
+        };
+        Box::new(error_response(format, status, kind, &e.to_string(), rid))
+    };
+    match budgets.reserve(&caller.principal, cost, now).await {
+        Ok(r) => Ok(Some(r)),
+        Err(BudgetError::Exceeded {
+            degrade_to: Some(to),
+            scope,
+            ..
+        }) if to != request.model => {
+            tracing::info!(budget = %scope, asked = %request.model, degraded = %to, "budget degrade");
+            request.model = to;
+            let (tokens, cheaper) = estimate(s, request);
+            let op = Operation::ModelCall {
+                model: request.model.clone(),
+                estimated_tokens: tokens,
+                estimated_cost: cheaper,
+            };
+            refused_by_policy(s, caller, &op, format, rid)?;
+            budgets
+                .reserve(&caller.principal, cheaper, now)
+                .await
+                .map(Some)
+                .map_err(refuse)
+        }
+        Err(e) => Err(refuse(e)),
+    }
+}
+
 /// Output tokens assumed for a request and model that set no limit.
 const DEFAULT_COMPLETION_ESTIMATE: u32 = 1024;
 
@@ -315,7 +367,9 @@ async fn chat(
         Ok(r) => r,
         Err(m) => return error_response(format, 400, ErrorKind::InvalidRequest, &m, &rid),
     };
-    let governed = s.governance.decides_for(&caller.principal) || !s.governance.limits.is_empty();
+    let governed = s.governance.decides_for(&caller.principal)
+        || !s.governance.limits.is_empty()
+        || !s.governance.budgets.is_empty();
     let (tokens, cost) = if governed {
         estimate(&s, &request)
     } else {
@@ -348,7 +402,16 @@ async fn chat(
             return AuthFailure::from_limit(&e).render(path, &headers);
         }
     };
+    let reservation = match reserve(&s, &caller, &mut request, cost, format, &rid).await {
+        Ok(r) => r,
+        Err(refusal) => return *refusal,
+    };
     let call = ChatCall {
+        on_cost: reservation.map(|r| {
+            OnCost(Box::new(move |actual| {
+                tokio::spawn(r.settle(actual));
+            }))
+        }),
         principal: Some(caller.principal.id.clone()),
         request_id: rid.clone(),
         client: format,

@@ -1,5 +1,5 @@
 //! Wiring of the governance core: the authenticator (with an HTTP JWKS source), the compiled
-//! policies and the rate limits over the counters the config asks for (Redis when
+//! policies, and the rate limits and budgets over the counters the config asks for (Redis when
 //! `store.redis` is set, so replicas share them; this process's memory otherwise).
 
 use anyhow::Context;
@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use mcplane_config::Config;
 use mcplane_core::authn::{Authenticator, JwksSource};
+use mcplane_core::budgets::Budgets;
 use mcplane_core::governance::Governance;
 use mcplane_core::limits::{Counters, Limits};
 use mcplane_core::policy::PolicySet;
@@ -85,11 +86,13 @@ pub fn build(config: &Config, counters: Arc<dyn Counters>) -> anyhow::Result<Gov
     let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| e.to_string());
     let authn = Authenticator::new(config.auth.as_ref(), &read, Arc::new(HttpJwks::new()?))?;
     let policy = PolicySet::compile(&config.policies, "policies")?;
-    let limits = Limits::new(config.tenants.as_ref(), counters, false);
+    let limits = Limits::new(config.tenants.as_ref(), counters.clone(), false);
+    let budgets = Budgets::new(&config.budgets, counters);
     Ok(Governance {
         authn,
         policy,
         limits,
+        budgets,
     })
 }
 

@@ -6,7 +6,8 @@
 //! and refuses the calls the lists hide (MCP `-32003`, `/v1` 403), reroutes with `route_to`, and
 //! one team limit answers 429 with `Retry-After` on either face. With `auth.oauth`, each MCP
 //! endpoint publishes RFC 9728 metadata and a token bound to one virtual server is refused at
-//! another.
+//! another. Budgets refuse a model call that would exceed them (402 naming the budget) or move
+//! it to the budget's cheaper fallback.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -452,4 +453,46 @@ async fn oauth_metadata_and_tokens_bound_to_one_virtual_server() {
     // A token for mcplane as a whole (the issuer's audience) works everywhere.
     let general = token("ada", &["senior"]);
     assert_eq!(list_at(&s, "/mcp/b", &general).await.0, 200);
+}
+
+#[tokio::test]
+async fn budgets_refuse_or_degrade_model_calls() {
+    let s = stack(
+        "budgets:\n  - { scope: 'team:payments', daily_usd: 0.001 }\n  - { scope: 'user:deg', daily_usd: 0.01, on_limit: degrade, degrade_to: cheap }\n",
+    )
+    .await;
+    let chat = |model: &str| json!({"model": model, "max_tokens": 2000, "messages": [{"role": "user", "content": "hi"}]});
+    // ada (team payments): the call is estimated at up to $0.004 against $0.001 a day.
+    let (status, _, body) = v1(
+        &s,
+        Some(&token("ada", &["senior"])),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("cheap")),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["error"]["type"], "insufficient_quota");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("budget team:payments (day "), "{message}");
+    assert!(message.contains("of 0.001000 USD"), "{message}");
+    // deg (another org): premium ($0.06 estimated) is over its $0.01 budget, cheap is not.
+    let mut c = claims("deg");
+    c["roles"] = json!(["senior"]);
+    c["org"] = json!("other");
+    let (status, h, body) = v1(
+        &s,
+        Some(&jwt::token(&c)),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat("premium")),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        h["x-mcplane-model"], "cheap",
+        "degraded to the budget's fallback"
+    );
 }

@@ -23,6 +23,8 @@ pub(super) struct Ledger {
     pub(super) rec: RequestRecord,
     pub(super) received: Instant,
     pub(super) done: bool,
+    /// Told the final cost once (budget settlement).
+    pub(super) on_cost: Option<super::OnCost>,
 }
 
 impl Ledger {
@@ -58,6 +60,7 @@ impl Ledger {
             },
             received,
             done: false,
+            on_cost: None,
         }
     }
 
@@ -79,6 +82,9 @@ impl Ledger {
         }
         r.cost_micros = f.cost.micros();
         self.sink.record(r);
+        if let Some(tell) = self.on_cost.take() {
+            (tell.0)(f.cost);
+        }
     }
 
     pub(super) fn fail(&mut self, f: Failure) -> Failure {

@@ -98,6 +98,9 @@ pub enum DispatchError {
 pub struct ChatCall {
     /// Who is calling (the principal's id), for the request record.
     pub principal: Option<String>,
+    /// Called once with the call's final cost (failed, streamed or abandoned calls included),
+    /// when it is known: where budget reservations are settled.
+    pub on_cost: Option<OnCost>,
     /// The request id.
     pub request_id: String,
     /// The format the client speaks (and gets its answer and errors in).
@@ -110,6 +113,15 @@ pub struct ChatCall {
     pub residency: Vec<String>,
     /// When the request arrived.
     pub received: Instant,
+}
+
+/// Told a call's final cost (see [`ChatCall::on_cost`]).
+pub struct OnCost(pub Box<dyn FnOnce(MicroUsd) + Send>);
+
+impl std::fmt::Debug for OnCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnCost")
+    }
 }
 
 /// An embeddings call (OpenAI format at the front door).
@@ -420,6 +432,7 @@ impl Dispatcher {
             residency,
             received,
             principal,
+            on_cost,
         } = call;
         let stream = request.stream;
         let mut ledger = Ledger::new(
@@ -431,6 +444,7 @@ impl Dispatcher {
             received,
         );
         ledger.rec.principal = principal;
+        ledger.on_cost = on_cost;
         let needs = chat_needs(&request);
         let residency = self.residency(&residency);
         let requested = request.model.clone();
