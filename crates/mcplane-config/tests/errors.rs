@@ -496,7 +496,10 @@ fn tenants_and_budgets_parse_into_typed_specs() {
     let b = &loaded.config.budgets[0];
     assert_eq!(b.alert_at.as_ref().unwrap().thresholds(), [0.5, 0.9]);
     let paths: Vec<_> = loaded.notices.iter().map(|n| n.path.as_str()).collect();
-    assert!(paths.is_empty(), "tenants and budgets are active: {paths:?}");
+    assert!(
+        paths.is_empty(),
+        "tenants and budgets are active: {paths:?}"
+    );
 }
 
 #[test]

@@ -278,6 +278,36 @@ impl Budgets {
         }
     }
 
+    /// Every budget window in force at `now`: (scope kind, scope id, window start in ms since
+    /// the epoch, counter key) — what [`Budgets::seed`] rebuilds after a restart.
+    pub fn current_windows(&self, now: Duration) -> Vec<(String, String, i64, String)> {
+        let mut out = Vec::new();
+        for b in &self.budgets {
+            let Some((kind, id)) = b.scope.split_once(':') else {
+                continue;
+            };
+            for w in &b.windows {
+                let (period, _, _) = period(w.kind, now);
+                out.push((
+                    kind.to_string(),
+                    id.to_string(),
+                    window_start_ms(w.kind, now),
+                    format!("budget:{}:{period}", b.scope),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Adds `spent` micro-dollars to a window's counter (after a restart, from the store's
+    /// records; only for counters that do not outlive the process).
+    pub async fn seed(&self, key: &str, spent: i64) -> Result<(), CountersError> {
+        if spent <= 0 {
+            return Ok(());
+        }
+        self.counters.adjust(key, None, spent).await
+    }
+
     /// Fires each threshold the count crossed with this reservation, once per window.
     async fn alert(&self, b: &Budget, w: &Window, title: &str, count: u64, amount: u64) {
         let limit = w.limit.micros().max(1) as f64;
@@ -343,4 +373,25 @@ fn period(kind: WindowKind, now: Duration) -> (String, String, Duration) {
             )
         }
     }
+}
+
+/// When the window containing `now` began, in milliseconds since the epoch.
+fn window_start_ms(kind: WindowKind, now: Duration) -> i64 {
+    let secs = i64::try_from(now.as_secs()).unwrap_or(0);
+    let start = match kind {
+        WindowKind::Day => secs - secs.rem_euclid(86_400),
+        WindowKind::Month => Utc
+            .timestamp_opt(secs, 0)
+            .single()
+            .and_then(|at| {
+                Utc.with_ymd_and_hms(at.year(), at.month(), 1, 0, 0, 0)
+                    .single()
+            })
+            .map_or(0, |m| m.timestamp()),
+        WindowKind::Every(len) => {
+            let l = i64::try_from(len.as_secs().max(1)).unwrap_or(i64::MAX);
+            secs - secs.rem_euclid(l)
+        }
+    };
+    start.saturating_mul(1000)
 }

@@ -2,7 +2,7 @@
 //! client disconnects and mid-stream failures included), handed to a [`RequestSink`] without
 //! blocking the response. The model face produces them; sinks log, count and persist them.
 
-use mcplane_types::MicroUsd;
+use mcplane_types::{MicroUsd, Tenancy};
 use serde::Serialize;
 
 /// How a request ended.
@@ -38,6 +38,8 @@ pub struct RequestRecord {
     pub request_id: String,
     /// Who called (the principal's id; `anonymous` without authentication).
     pub principal: Option<String>,
+    /// The caller's org, team and project (what budgets and spend reports group by).
+    pub tenancy: Tenancy,
     /// The front door: `openai.chat`, `anthropic.messages`, `openai.embeddings`.
     pub front_door: &'static str,
     /// The model or alias asked for.

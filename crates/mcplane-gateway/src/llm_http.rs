@@ -412,7 +412,7 @@ async fn chat(
                 tokio::spawn(r.settle(actual));
             }))
         }),
-        principal: Some(caller.principal.id.clone()),
+        caller: Some(caller.principal.clone()),
         request_id: rid.clone(),
         client: format,
         front_door: match format {
@@ -482,7 +482,7 @@ async fn embeddings(
         Err(m) => return error_response(format, 400, ErrorKind::InvalidRequest, &m, &rid),
     };
     let call = EmbeddingsCall {
-        principal: Some(caller.principal.id.clone()),
+        caller: Some(caller.principal.clone()),
         request_id: rid.clone(),
         request,
         residency,

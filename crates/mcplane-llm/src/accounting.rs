@@ -188,6 +188,7 @@ mod tests {
 
     fn rec(outcome: Outcome, cost: i64) -> RequestRecord {
         RequestRecord {
+            tenancy: Default::default(),
             request_id: "r".into(),
             principal: None,
             front_door: "openai.chat",

@@ -10,9 +10,11 @@
 //! migrations.
 
 mod keys;
+mod spend;
 mod writer;
 
 pub use keys::KeyRow;
+pub use spend::{SpendBy, SpendRow};
 pub use writer::{CallWriter, WriterStats};
 
 use mcplane_core::calls::RequestRecord;
@@ -63,6 +65,12 @@ pub struct StoredCall {
     pub request_id: String,
     /// Who called.
     pub principal: Option<String>,
+    /// The caller's org.
+    pub org: Option<String>,
+    /// The caller's team.
+    pub team: Option<String>,
+    /// The caller's project.
+    pub project: Option<String>,
     /// The front door.
     pub front_door: String,
     /// The model or alias asked for.
@@ -110,18 +118,19 @@ fn describe(url: &str) -> String {
 
 const INSERT_SQLITE: &str = "INSERT INTO model_calls (recorded_at_ms, request_id, principal, \
     front_door, requested, model, endpoint, stream, status, outcome, error, latency_ms, ttft_ms, \
-    prompt_tokens, completion_tokens, usage_source, cost_micros, route_reason, attempts) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    prompt_tokens, completion_tokens, usage_source, cost_micros, route_reason, attempts, org, team, \
+    project) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const INSERT_POSTGRES: &str = "INSERT INTO model_calls (recorded_at_ms, request_id, principal, \
     front_door, requested, model, endpoint, stream, status, outcome, error, latency_ms, ttft_ms, \
-    prompt_tokens, completion_tokens, usage_source, cost_micros, route_reason, attempts) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+    prompt_tokens, completion_tokens, usage_source, cost_micros, route_reason, attempts, org, team, \
+    project) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+    $18, $19, $20, $21, $22)";
 /// The columns of a [`StoredCall`] (a macro, so the queries stay static strings).
 macro_rules! select_calls {
     () => {
-        "SELECT recorded_at_ms, request_id, principal, front_door, requested, model, endpoint, \
-         stream, status, outcome, error, latency_ms, ttft_ms, prompt_tokens, completion_tokens, \
-         usage_source, cost_micros, route_reason, attempts FROM model_calls"
+        "SELECT recorded_at_ms, request_id, principal, org, team, project, front_door, requested, \
+         model, endpoint, stream, status, outcome, error, latency_ms, ttft_ms, prompt_tokens, \
+         completion_tokens, usage_source, cost_micros, route_reason, attempts FROM model_calls"
     };
 }
 const RECENT_SQLITE: &str = concat!(select_calls!(), " ORDER BY id DESC LIMIT ?");
@@ -158,6 +167,9 @@ macro_rules! bind_record {
             .bind($r.cost_micros)
             .bind(&$r.route_reason)
             .bind(i32::try_from($r.attempts).unwrap_or(i32::MAX))
+            .bind(&$r.tenancy.org)
+            .bind(&$r.tenancy.team)
+            .bind(&$r.tenancy.project)
     };
 }
 
@@ -169,6 +181,9 @@ macro_rules! stored_call {
             recorded_at_ms: row.try_get("recorded_at_ms").map_err(get_err)?,
             request_id: row.try_get("request_id").map_err(get_err)?,
             principal: row.try_get("principal").map_err(get_err)?,
+            org: row.try_get("org").map_err(get_err)?,
+            team: row.try_get("team").map_err(get_err)?,
+            project: row.try_get("project").map_err(get_err)?,
             front_door: row.try_get("front_door").map_err(get_err)?,
             requested: row.try_get("requested").map_err(get_err)?,
             model: row.try_get("model").map_err(get_err)?,

@@ -13,6 +13,11 @@ fn record(i: usize, model: &str) -> RequestRecord {
     RequestRecord {
         request_id: format!("req-{i}"),
         principal: Some("ada".into()),
+        tenancy: mcplane_types::Tenancy {
+            org: Some("acme".into()),
+            team: Some("payments".into()),
+            project: None,
+        },
         front_door: "openai.chat",
         requested: "smart".into(),
         model: Some(model.into()),

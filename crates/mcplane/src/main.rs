@@ -79,6 +79,8 @@ enum Command {
 enum UsageCommand {
     /// The latest model calls: who, which model, tokens, cost, latency, time to first token.
     Recent(usage_cli::Recent),
+    /// Spend by model, principal, org, team or project since a time.
+    Spend(usage_cli::Spend),
 }
 
 #[derive(Subcommand)]
@@ -126,6 +128,9 @@ fn main() -> ExitCode {
             Command::Usage {
                 command: UsageCommand::Recent(r),
             } => r.run().await,
+            Command::Usage {
+                command: UsageCommand::Spend(sp),
+            } => sp.run().await,
             Command::Keys { command } => command.run().await,
         }
     });

@@ -206,6 +206,19 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
         crate::governance::build(&config, crate::governance::counters(&config).await?)
             .context("cannot set up authentication, policy and limits")?,
     );
+    if config.store.redis.is_none() && !governance.budgets.is_empty() {
+        // Budget counters live in this process: rebuild the current windows from the records.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        for (kind, id, since_ms, key) in governance.budgets.current_windows(now) {
+            let spent = store
+                .spent_since(&kind, &id, since_ms)
+                .await
+                .context("cannot rebuild budget spend from the store")?;
+            governance.budgets.seed(&key, spent).await?;
+        }
+    }
     let running = start(config);
     running.gateway.govern(governance.clone());
     if governance.authn.accepts_api_keys() {
@@ -252,10 +265,13 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
                 let virtual_servers = virtual_servers.clone();
                 let models = models.clone();
                 async move {
+                    // Readiness first: upstreams never un-settle, so the detail taken after it
+                    // agrees with the status code.
+                    let ready = gateway.ready();
                     let mut detail = gateway.status().await;
                     detail["virtual_servers"] = virtual_servers.status().await;
                     detail["models"] = models.status();
-                    let code = if gateway.ready() {
+                    let code = if ready {
                         StatusCode::OK
                     } else {
                         StatusCode::SERVICE_UNAVAILABLE

@@ -1,8 +1,9 @@
 //! `mcplane usage recent`: the latest model calls from the store (who, which model, tokens, cost,
-//! latency, outcome), as a table or JSON. Reads the database `store.url` names; the gateway need
-//! not be running.
+//! latency, outcome); `mcplane usage spend`: totals by model, principal or tenant level since a
+//! time. Tables or JSON. Reads the database `store.url` names; the gateway need not be running.
 
 use clap::Args;
+use mcplane_store::SpendBy;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +80,100 @@ impl Recent {
                 c.outcome
             )?;
         }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `mcplane usage spend`.
+#[derive(Args)]
+pub struct Spend {
+    /// Config file whose `store.url` is read (without one: `mcplane.db` here).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Group by.
+    #[arg(long, default_value = "model", value_parser = ["model", "principal", "org", "team", "project"])]
+    by: String,
+    /// How far back (`30d`, `12h`).
+    #[arg(long, default_value = "30d")]
+    since: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Spend {
+    /// Runs the command.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let since: mcplane_config::HumanDuration =
+            serde_json::from_value(serde_json::json!(self.since))
+                .map_err(|e| anyhow::anyhow!("--since {:?}: {e} (e.g. 30d, 12h)", self.since))?;
+        let loaded = match &self.config {
+            Some(p) => match mcplane_config::load(p) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{}: {e}", p.display());
+                    return Ok(ExitCode::from(2));
+                }
+            },
+            None => mcplane_config::parse("", &|_| None)?,
+        };
+        let store = match mcplane_store::Store::open(loaded.config.store.url.expose()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("mcplane: store.url: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let by = match self.by.as_str() {
+            "principal" => SpendBy::Principal,
+            "org" => SpendBy::Org,
+            "team" => SpendBy::Team,
+            "project" => SpendBy::Project,
+            _ => SpendBy::Model,
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let since_ms =
+            now_ms.saturating_sub(i64::try_from(since.0.as_millis()).unwrap_or(i64::MAX));
+        let rows = store.spend(by, since_ms).await?;
+        store.close().await;
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        writeln!(
+            out,
+            "{:<24} {:>8} {:>12} {:>12} {:>14}",
+            self.by.to_uppercase(),
+            "CALLS",
+            "IN TOKENS",
+            "OUT TOKENS",
+            "COST USD"
+        )?;
+        let mut total = 0i64;
+        for r in &rows {
+            total += r.cost_micros;
+            writeln!(
+                out,
+                "{:<24} {:>8} {:>12} {:>12} {:>14}",
+                r.key,
+                r.calls,
+                r.prompt_tokens,
+                r.completion_tokens,
+                mcplane_types::MicroUsd::from_micros(r.cost_micros)
+            )?;
+        }
+        writeln!(
+            out,
+            "{:<24} {:>8} {:>12} {:>12} {:>14}",
+            "TOTAL",
+            rows.iter().map(|r| r.calls).sum::<i64>(),
+            rows.iter().map(|r| r.prompt_tokens).sum::<i64>(),
+            rows.iter().map(|r| r.completion_tokens).sum::<i64>(),
+            mcplane_types::MicroUsd::from_micros(total)
+        )?;
         Ok(ExitCode::SUCCESS)
     }
 }

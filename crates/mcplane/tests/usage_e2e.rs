@@ -122,3 +122,78 @@ routing: {{ retry: {{ max_attempts: 1 }}, timeouts: {{ request: 2s }} }}
         .unwrap();
     assert!(!bad.status.success());
 }
+
+#[tokio::test]
+async fn spend_is_reported_and_budgets_resume_from_the_store_after_a_restart() {
+    let mock = MockProvider::start(MockConfig::default().with_api_key(KEY))
+        .await
+        .unwrap();
+    let shared = common::tempdir::Dir::new();
+    let db = shared.0.join("shared.db");
+    let config = |budget: &str| {
+        format!(
+            r#"
+store: {{ url: "sqlite://{db}" }}
+models:
+  - {{ id: gpt-a, provider: openai, cost: {{ input_per_1k: 0.01, output_per_1k: 0.03 }}, endpoints: [{{ url: "{base}/v1", api_key: "{KEY}" }}] }}
+{budget}"#,
+            db = db.display(),
+            base = mock.base_url()
+        )
+    };
+    let call = |gw: &Gateway| {
+        http()
+            .post(gw.url("/v1/chat/completions"))
+            .json(&json!({"model": "gpt-a", "max_tokens": 100, "messages": [{"role": "user", "content": "hello there"}]}))
+            .send()
+    };
+    let mut first = Gateway::start(&config(""));
+    first.wait_ready().await;
+    for _ in 0..3 {
+        assert_eq!(call(&first).await.unwrap().status(), 200);
+    }
+    assert!(first.terminate().success());
+    let spend = |by: &str| {
+        let out = Command::new(exe())
+            .args(["usage", "spend", "--by", by, "--json", "--config"])
+            .arg(first._dir.0.join("mcplane.yaml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let by_principal = spend("principal");
+    assert_eq!(by_principal[0]["key"], "anonymous");
+    assert_eq!(by_principal[0]["calls"], 3);
+    let spent = by_principal[0]["cost_micros"].as_i64().unwrap();
+    assert!(spent > 0);
+    assert_eq!(spend("model")[0]["cost_micros"].as_i64().unwrap(), spent);
+    // A restarted gateway whose daily budget leaves less than one big call's estimate once
+    // today's spend is counted — but more than it if that spend were forgotten — refuses it:
+    // its counters were rebuilt from the store. (Estimate: the prompt's few tokens plus
+    // max_tokens 1000 at $0.03/1k = $0.03; budget: $0.03 + half of today's spend.)
+    let budget = format!(
+        "budgets: [{{ scope: 'user:anonymous', daily_usd: {} }}]\n",
+        (30_000 + spent / 2) as f64 / 1e6
+    );
+    let second = Gateway::start(&config(&budget));
+    second.wait_ready().await;
+    let big = http()
+        .post(second.url("/v1/chat/completions"))
+        .json(&json!({"model": "gpt-a", "max_tokens": 1000, "messages": [{"role": "user", "content": "hello there"}]}))
+        .send();
+    let r = big.await.unwrap();
+    assert_eq!(r.status(), 402);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("budget user:anonymous"),
+        "{body}"
+    );
+}

@@ -41,6 +41,7 @@ impl Ledger {
             rec: RequestRecord {
                 request_id: request_id.to_string(),
                 principal: None,
+                tenancy: Default::default(),
                 front_door,
                 requested: requested.to_string(),
                 model: None,
@@ -61,6 +62,14 @@ impl Ledger {
             received,
             done: false,
             on_cost: None,
+        }
+    }
+
+    /// Records who called.
+    pub(super) fn attribute(&mut self, caller: Option<&mcplane_types::Principal>) {
+        if let Some(p) = caller {
+            self.rec.principal = Some(p.id.clone());
+            self.rec.tenancy = p.tenancy.clone();
         }
     }
 

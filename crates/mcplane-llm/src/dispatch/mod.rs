@@ -65,6 +65,7 @@ use crate::{ChatRequest, Format, LlmError, codec, openai, tokens};
 use bytes::Bytes;
 use futures::Stream;
 use mcplane_config::{ModelConfig, ModelTimeouts, RetryConfig, RoutingConfig};
+use mcplane_types::Principal;
 use mcplane_types::{ErrorKind, MicroUsd};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -96,8 +97,8 @@ pub enum DispatchError {
 /// A chat call, decoded by a front door.
 #[derive(Debug)]
 pub struct ChatCall {
-    /// Who is calling (the principal's id), for the request record.
-    pub principal: Option<String>,
+    /// Who is calling, for the request record (id and tenant levels).
+    pub caller: Option<Arc<Principal>>,
     /// Called once with the call's final cost (failed, streamed or abandoned calls included),
     /// when it is known: where budget reservations are settled.
     pub on_cost: Option<OnCost>,
@@ -127,8 +128,8 @@ impl std::fmt::Debug for OnCost {
 /// An embeddings call (OpenAI format at the front door).
 #[derive(Debug)]
 pub struct EmbeddingsCall {
-    /// Who is calling (the principal's id), for the request record.
-    pub principal: Option<String>,
+    /// Who is calling, for the request record (id and tenant levels).
+    pub caller: Option<Arc<Principal>>,
     /// The request id.
     pub request_id: String,
     /// The decoded request.
@@ -431,7 +432,7 @@ impl Dispatcher {
             mut request,
             residency,
             received,
-            principal,
+            caller,
             on_cost,
         } = call;
         let stream = request.stream;
@@ -443,7 +444,7 @@ impl Dispatcher {
             stream,
             received,
         );
-        ledger.rec.principal = principal;
+        ledger.attribute(caller.as_deref());
         ledger.on_cost = on_cost;
         let needs = chat_needs(&request);
         let residency = self.residency(&residency);
@@ -587,7 +588,7 @@ impl Dispatcher {
             mut request,
             residency,
             received,
-            principal,
+            caller,
         } = call;
         let mut ledger = Ledger::new(
             self.sink.clone(),
@@ -597,7 +598,7 @@ impl Dispatcher {
             false,
             received,
         );
-        ledger.rec.principal = principal;
+        ledger.attribute(caller.as_deref());
         let prompt_tokens = tokens::estimate_embeddings(&request, &request.model);
         let residency = self.residency(&residency);
         let requested = request.model.clone();
