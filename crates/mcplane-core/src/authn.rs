@@ -268,10 +268,11 @@ impl Authenticator {
     }
 
     fn api_key(&self, token: &str) -> Result<Principal, AuthError> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        match self.keys.load().verify(token, now_ms) {
+        match self
+            .keys
+            .load()
+            .verify(token, mcplane_types::clock::now_ms())
+        {
             Ok((mut principal, scope)) => {
                 scope_into(&mut principal, &scope);
                 Ok(principal)

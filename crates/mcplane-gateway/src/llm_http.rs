@@ -274,9 +274,7 @@ async fn reserve(
     if budgets.is_empty() {
         return Ok(None);
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = mcplane_types::clock::since_epoch();
     let refuse = |e: BudgetError| {
         let (status, kind) = match e {
             BudgetError::Exceeded { .. } => (402, ErrorKind::BudgetExceeded),

@@ -11,7 +11,7 @@ use mcplane_core::calls::{RequestRecord, RequestSink};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -42,12 +42,6 @@ pub struct CallWriter {
     tx: Mutex<Option<mpsc::Sender<(i64, RequestRecord)>>>,
     task: Mutex<Option<JoinHandle<()>>>,
     counts: Arc<Counts>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl CallWriter {
@@ -107,7 +101,10 @@ impl RequestSink for CallWriter {
             self.counts.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        if tx.try_send((now_ms(), record.clone())).is_err() {
+        if tx
+            .try_send((mcplane_types::clock::now_ms(), record.clone()))
+            .is_err()
+        {
             let dropped = self.counts.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // The first, then every thousandth: enough to see, not a log flood.
             if dropped == 1 || dropped.is_multiple_of(1000) {

@@ -6,6 +6,7 @@
 //! Rendering an error for a protocol is the job of the protocol's crate; this crate only names
 //! things.
 
+pub mod clock;
 pub mod money;
 pub mod operation;
 pub mod principal;

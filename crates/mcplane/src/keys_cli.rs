@@ -72,12 +72,6 @@ pub struct Create {
     tools: Vec<String>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 async fn open(target: &Target) -> anyhow::Result<Result<Store, ExitCode>> {
     let loaded = match &target.config {
         Some(p) => match mcplane_config::load(p) {
@@ -112,7 +106,7 @@ impl KeysCommand {
                                 anyhow::anyhow!("--expires-in {text:?}: {e} (e.g. 30d, 12h)")
                             })?;
                         Some(
-                            now_ms()
+                            mcplane_types::clock::now_ms()
                                 .saturating_add(i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX)),
                         )
                     }
@@ -133,7 +127,7 @@ impl KeysCommand {
                     roles: c.roles,
                     models: (!c.models.is_empty()).then_some(c.models),
                     tools: (!c.tools.is_empty()).then_some(c.tools),
-                    created_at_ms: now_ms(),
+                    created_at_ms: mcplane_types::clock::now_ms(),
                     expires_at_ms,
                     revoked_at_ms: None,
                 };
@@ -171,7 +165,7 @@ impl KeysCommand {
                     writeln!(out, "no API keys (create one with `mcplane keys create`)")?;
                     return Ok(ExitCode::SUCCESS);
                 }
-                let now = now_ms();
+                let now = mcplane_types::clock::now_ms();
                 writeln!(
                     out,
                     "{:<12} {:<20} {:<16} {:<8} {:<24} STATE",
@@ -203,7 +197,9 @@ impl KeysCommand {
                     Ok(s) => s,
                     Err(code) => return Ok(code),
                 };
-                let done = store.revoke_key(&id, now_ms()).await?;
+                let done = store
+                    .revoke_key(&id, mcplane_types::clock::now_ms())
+                    .await?;
                 store.close().await;
                 if done {
                     eprintln!("key {id} revoked");

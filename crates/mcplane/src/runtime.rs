@@ -156,10 +156,7 @@ async fn refresh_keys(
 ) {
     let mut failing = false;
     loop {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        match store.active_keys(now_ms).await {
+        match store.active_keys(mcplane_types::clock::now_ms()).await {
             Ok(keys) => {
                 if failing {
                     tracing::info!(keys = keys.len(), "API keys reloaded from the store again");
@@ -208,9 +205,7 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
     );
     if config.store.redis.is_none() && !governance.budgets.is_empty() {
         // Budget counters live in this process: rebuild the current windows from the records.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = mcplane_types::clock::since_epoch();
         for (kind, id, since_ms, key) in governance.budgets.current_windows(now) {
             let spent = store
                 .spent_since(&kind, &id, since_ms)
@@ -222,11 +217,8 @@ pub async fn serve(path: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::R
     let running = start(config);
     running.gateway.govern(governance.clone());
     if governance.authn.accepts_api_keys() {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let keys = store
-            .active_keys(now_ms)
+            .active_keys(mcplane_types::clock::now_ms())
             .await
             .context("cannot load the API keys from the store")?;
         governance

@@ -131,11 +131,8 @@ impl Spend {
             "project" => SpendBy::Project,
             _ => SpendBy::Model,
         };
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let since_ms =
-            now_ms.saturating_sub(i64::try_from(since.0.as_millis()).unwrap_or(i64::MAX));
+        let since_ms = mcplane_types::clock::now_ms()
+            .saturating_sub(i64::try_from(since.0.as_millis()).unwrap_or(i64::MAX));
         let rows = store.spend(by, since_ms).await?;
         store.close().await;
         let mut out = std::io::stdout().lock();
